@@ -1,0 +1,59 @@
+# `make test` and `make demo` work on a fresh Debian machine with Python 3.11:
+# each installs what it needs (a .venv with the packages of pyproject.toml, and
+# Debian's dovecot-imapd when it is missing).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint typecheck format bench dovecot venv clean
+
+test: venv dovecot lint typecheck
+	$(BIN)/pytest
+
+demo: venv dovecot
+	$(BIN)/python -m imapproxy demo
+
+bench: venv dovecot
+	$(BIN)/python bench/codec.py
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's dovecot-imapd, installed when missing. policy-rc.d keeps apt from
+# starting the packaged system service: tests start their own private instance.
+dovecot:
+	@if command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "dovecot-imapd is missing: run 'sudo apt-get install dovecot-imapd' (or make as root)" >&2; \
+		exit 1; \
+	fi; \
+	created=0; \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; created=1; \
+	fi; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; \
+	status=$$?; \
+	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	exit $$status
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
