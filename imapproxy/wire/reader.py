@@ -1,0 +1,545 @@
+"""Grammar primitives: a cursor over one frame's bytes.
+
+:class:`Reader` walks a :class:`~imapproxy.wire.framing.Frame` with the token
+rules of RFC 9051 section 9 (atom, number, quoted, literal, astring, nstring,
+mailbox, flag, sequence-set, section, ...). The command and response parsers are
+written with it. Literals are found through the frame's literal spans, never by
+looking at the data, and a literal's data is not copied unless asked for
+(:class:`Literal` is a view).
+
+Leniency (QUIRKS.md, "parse leniently"): runs of SP count as one, a SP before
+CRLF or before ``)`` is accepted, 8-bit octets are accepted in atoms, quoted
+strings and text, and -- with ``lenient_quotes`` (responses) -- a quote that is
+not followed by a delimiter does not end a quoted string (QUIRKS F8).
+
+Every failure raises :class:`ParseError`, a
+:class:`~imapproxy.wire.errors.RemoteProtocolError` whose reply is a ``BAD``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from imapproxy.wire.errors import RemoteProtocolError, Reply
+from imapproxy.wire.framing import Frame, LiteralSpan
+from imapproxy.wire.values import (
+    FetchItem,
+    Mailbox,
+    Section,
+    SequenceSet,
+    parse_date,
+    parse_datetime,
+)
+
+__all__ = ["Atom", "Literal", "ParseError", "Reader", "Value"]
+
+T = TypeVar("T")
+
+_SP = 0x20
+_LPAREN = 0x28
+_RPAREN = 0x29
+_DQUOTE = 0x22
+_LBRACE = 0x7B
+_TILDE = 0x7E
+_LBRACKET = 0x5B
+_RBRACKET = 0x5D
+_BACKSLASH = 0x5C
+_CR = 0x0D
+
+_ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\]]+')
+_ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\]+')
+_LIST_CHARS = re.compile(rb'[^\x00-\x20\x7f(){"\\]+')
+_NUMBER = re.compile(rb"[0-9]+")
+_QUOTED = re.compile(rb'"((?:[^"\\\r\n\x00]|\\[^\r\n\x00])*)"')
+_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+_SEQ_CHARS = re.compile(rb"[0-9*:,$]+")
+_SPACES = re.compile(rb" +")
+_FLAG = re.compile(rb'\\?[^\x00-\x20\x7f(){%*"\\\]]+|\\\*')
+# Generic tokens of unknown commands and responses: an atom, possibly with a
+# bracketed part and a partial, e.g. BODY[HEADER.FIELDS (A B)]<0.10>.
+_GENERIC_ATOM = re.compile(rb'[^\x00-\x20\x7f(){"\\\[\]]+|\\\*|\\')
+_SECTION_TEXT = re.compile(rb"HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME", re.I)
+_QUOTED_END = frozenset(b" )]\r")
+_MAX_NUMBER64 = (1 << 63) - 1
+_MAX_DEPTH = 64
+
+
+class ParseError(RemoteProtocolError):
+    """The bytes do not follow the grammar; the implied reply is ``BAD``."""
+
+    def __init__(self, text: str, *, position: int = -1) -> None:
+        super().__init__(text, reply=Reply(kind="BAD", text=text))
+        self.position = position
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """A literal inside a frame, by reference: its data is read on demand."""
+
+    frame: Frame
+    span: LiteralSpan
+
+    @property
+    def size(self) -> int:
+        return self.span.size
+
+    @property
+    def binary(self) -> bool:
+        """``~{n}`` (literal8, RFC 3516)."""
+        return self.span.binary
+
+    @property
+    def streamed(self) -> bool:
+        """The data streamed past in chunks and is not in the frame."""
+        return self.span.streamed
+
+    def view(self) -> memoryview:
+        return self.frame.literal_data(self.span)
+
+    @property
+    def data(self) -> bytes:
+        """A copy of the data (raises ValueError for a streamed literal)."""
+        return bytes(self.view())
+
+    def __repr__(self) -> str:
+        kind = "literal8" if self.binary else "literal"
+        return f"Literal({kind}, {self.size} octets{', streamed' if self.streamed else ''})"
+
+
+@dataclass(frozen=True, slots=True)
+class Atom:
+    """An atom in generic parsing (unknown commands, response data, extensions)."""
+
+    value: bytes
+
+    def upper(self) -> str:
+        return self.value.decode("latin-1").upper()
+
+
+#: A generically parsed value: atom, string (bytes), literal, NIL (None) or list.
+Value = Atom | bytes | Literal | None | tuple["Value", ...]
+
+
+class Reader:
+    """A cursor over a frame. ``pos`` advances as tokens are read."""
+
+    __slots__ = ("_lits", "end", "frame", "lenient_quotes", "pos", "raw")
+
+    def __init__(self, frame: Frame, pos: int = 0, *, lenient_quotes: bool = False) -> None:
+        raw = frame.raw
+        self.frame = frame
+        self.raw = raw
+        self.pos = pos
+        end = len(raw)
+        if raw.endswith(b"\r\n"):
+            end -= 2
+        elif raw.endswith(b"\n"):
+            end -= 1
+        self.end = end
+        self._lits = {lit.announce: lit for lit in frame.literals} if frame.literals else None
+        self.lenient_quotes = lenient_quotes
+
+    def error(self, what: str) -> ParseError:
+        near = self.raw[self.pos : self.pos + 20]
+        if self._lits or b"\r" in near or b"\n" in near:
+            near = near.split(b"\r")[0].split(b"\n")[0]
+        shown = near.decode("ascii", "replace") if near else "end of line"
+        return ParseError(f"{what} at '{shown}'", position=self.pos)
+
+    # -- position ---------------------------------------------------------------
+
+    def peek(self) -> int:
+        """The next octet, or -1 at the end of the line."""
+        return self.raw[self.pos] if self.pos < self.end else -1
+
+    def at_end(self) -> bool:
+        """At CRLF, after any trailing SP (QUIRKS F4)."""
+        pos = self.pos
+        while pos < self.end and self.raw[pos] == _SP:
+            pos += 1
+        return pos >= self.end
+
+    def expect_end(self) -> None:
+        if not self.at_end():
+            raise self.error("Unexpected data")
+        self.pos = self.end
+
+    def sp(self) -> None:
+        """One SP (or a run of them, QUIRKS F3)."""
+        match = _SPACES.match(self.raw, self.pos, self.end)
+        if match is None:
+            raise self.error("Expected SP")
+        self.pos = match.end()
+
+    def maybe_sp(self) -> bool:
+        match = _SPACES.match(self.raw, self.pos, self.end)
+        if match is None:
+            return False
+        self.pos = match.end()
+        return True
+
+    def next_is_sp_item(self) -> bool:
+        """A SP follows, and after it something other than CRLF or ``)``."""
+        pos = self.pos
+        if pos >= self.end or self.raw[pos] != _SP:
+            return False
+        while pos < self.end and self.raw[pos] == _SP:
+            pos += 1
+        return pos < self.end and self.raw[pos] != _RPAREN
+
+    def char(self, octet: int) -> None:
+        if self.pos >= self.end or self.raw[self.pos] != octet:
+            raise self.error(f"Expected '{chr(octet)}'")
+        self.pos += 1
+
+    def maybe_char(self, octet: int) -> bool:
+        if self.pos < self.end and self.raw[self.pos] == octet:
+            self.pos += 1
+            return True
+        return False
+
+    def close_paren(self) -> None:
+        """``)``, accepting SP before it (QUIRKS F4)."""
+        while self.pos < self.end and self.raw[self.pos] == _SP:
+            self.pos += 1
+        self.char(_RPAREN)
+
+    def rest(self) -> bytes:
+        """Everything up to CRLF (``text`` of a response), consumed."""
+        text = self.raw[self.pos : self.end]
+        self.pos = self.end
+        return text
+
+    # -- atoms and numbers --------------------------------------------------------
+
+    def _match(self, pattern: re.Pattern[bytes], what: str) -> bytes:
+        match = pattern.match(self.raw, self.pos, self.end)
+        if match is None:
+            raise self.error(f"Expected {what}")
+        self.pos = match.end()
+        return match.group()
+
+    def atom(self) -> bytes:
+        return self._match(_ATOM, "atom")
+
+    def keyword(self) -> str:
+        """An atom, upper-cased as text (command and item names, QUIRKS F12)."""
+        return self._match(_ATOM, "keyword").decode("latin-1").upper()
+
+    def maybe_keyword(self, *words: str) -> str | None:
+        """Consume the atom if it is one of ``words`` (case-insensitive)."""
+        match = _ATOM.match(self.raw, self.pos, self.end)
+        if match is None:
+            return None
+        word = match.group().decode("latin-1").upper()
+        if word in words:
+            self.pos = match.end()
+            return word
+        return None
+
+    def expect_keyword(self, word: str) -> None:
+        if self.maybe_keyword(word) is None:
+            raise self.error(f"Expected {word}")
+
+    def number(self) -> int:
+        """``number`` (32 bits) -- 64-bit values use :meth:`number64`."""
+        value = int(self._match(_NUMBER, "number"))
+        if value > 0xFFFFFFFF:
+            raise self.error("Number out of range")
+        return value
+
+    def nz_number(self) -> int:
+        value = self.number()
+        if value == 0:
+            raise self.error("Expected a non-zero number")
+        return value
+
+    def number64(self) -> int:
+        """``number64`` (RFC 9051; mod-sequence values, sizes)."""
+        value = int(self._match(_NUMBER, "number"))
+        if value > _MAX_NUMBER64:
+            raise self.error("Number out of range")
+        return value
+
+    def maybe_nil(self) -> bool:
+        raw = self.raw
+        pos = self.pos
+        if raw[pos : pos + 3].upper() == b"NIL" and not _ATOM.match(raw, pos + 3, self.end):
+            self.pos = pos + 3
+            return True
+        return False
+
+    # -- strings ------------------------------------------------------------------
+
+    def _literal_here(self) -> LiteralSpan | None:
+        lits = self._lits
+        if lits is None:
+            return None
+        return lits.get(self.pos)
+
+    def literal(self) -> Literal:
+        span = self._literal_here()
+        if span is None:
+            raise self.error("Expected literal")
+        self.pos = span.stop
+        return Literal(self.frame, span)
+
+    def quoted(self) -> bytes:
+        raw = self.raw
+        match = _QUOTED.match(raw, self.pos, self.end)
+        if match is None:
+            raise self.error("Expected quoted string")
+        stop = match.end()
+        if self.lenient_quotes and stop < self.end and raw[stop] not in _QUOTED_END:
+            # An unescaped quote inside a quoted string (QUIRKS F8): the string
+            # ends at the first quote that is followed by a delimiter.
+            probe = stop
+            while probe < self.end:
+                nxt = raw.find(b'"', probe, self.end)
+                if nxt < 0:
+                    break
+                if nxt + 1 >= self.end or raw[nxt + 1] in _QUOTED_END:
+                    body = raw[self.pos + 1 : nxt]
+                    self.pos = nxt + 1
+                    return _unescape(body)
+                probe = nxt + 1
+        self.pos = stop
+        return _unescape(match.group(1))
+
+    def string_or_literal(self) -> bytes | Literal:
+        """``string``: quoted as bytes, a literal by reference (no copy)."""
+        octet = self.peek()
+        if octet == _DQUOTE:
+            return self.quoted()
+        if octet in (_LBRACE, _TILDE):
+            return self.literal()
+        raise self.error("Expected string")
+
+    def string(self) -> bytes:
+        """``string`` as bytes (a literal's data is copied)."""
+        value = self.string_or_literal()
+        return value if isinstance(value, bytes) else self._literal_bytes(value)
+
+    def _literal_bytes(self, literal: Literal) -> bytes:
+        if literal.streamed:
+            raise self.error("Literal too large here")
+        return literal.data
+
+    def astring(self) -> bytes:
+        """``astring``: an atom (``]`` allowed) or a string."""
+        octet = self.peek()
+        if octet in (_DQUOTE, _LBRACE, _TILDE):
+            return self.string()
+        return self._match(_ASTRING_ATOM, "astring")
+
+    def nstring_or_literal(self) -> bytes | Literal | None:
+        if self.maybe_nil():
+            return None
+        return self.string_or_literal()
+
+    def nstring(self) -> bytes | None:
+        if self.maybe_nil():
+            return None
+        return self.string()
+
+    def mailbox(self) -> Mailbox:
+        return Mailbox(self.astring())
+
+    def list_mailbox(self) -> bytes:
+        """``list-mailbox``: a LIST pattern (``%`` and ``*`` allowed unquoted)."""
+        octet = self.peek()
+        if octet in (_DQUOTE, _LBRACE, _TILDE):
+            return self.string()
+        return self._match(_LIST_CHARS, "mailbox pattern")
+
+    # -- structures -----------------------------------------------------------------
+
+    def paren_list(self, item: Callable[[], T], *, allow_empty: bool = True) -> tuple[T, ...]:
+        """``"(" [item *(SP item)] ")"``."""
+        self.char(_LPAREN)
+        items: list[T] = []
+        while True:
+            while self.pos < self.end and self.raw[self.pos] == _SP:
+                self.pos += 1
+            if self.maybe_char(_RPAREN):
+                break
+            if items and self.raw[self.pos - 1] != _SP:
+                raise self.error("Expected SP or ')'")
+            items.append(item())
+        if not items and not allow_empty:
+            raise self.error("Empty list")
+        return tuple(items)
+
+    def flag(self) -> bytes:
+        """A flag: ``\\Seen``, a keyword, ``\\*`` (lenient about odd keywords, L7)."""
+        return self._match(_FLAG, "flag")
+
+    def flag_list(self) -> tuple[bytes, ...]:
+        return self.paren_list(self.flag)
+
+    def sequence_set(self) -> SequenceSet:
+        token = self._match(_SEQ_CHARS, "sequence set")
+        try:
+            return SequenceSet.parse(token)
+        except ValueError as exc:
+            self.pos -= len(token)
+            raise self.error("Invalid sequence set") from exc
+
+    def date(self) -> _dt.date:
+        """``date``: ``d-Mon-yyyy``, optionally quoted; a :class:`datetime.date`."""
+        start = self.pos
+        token = self.quoted() if self.peek() == _DQUOTE else self.atom()
+        try:
+            return parse_date(token)
+        except ValueError as exc:
+            self.pos = start
+            raise self.error("Invalid date") from exc
+
+    def date_time(self) -> _dt.datetime:
+        """``date-time`` (quoted); a timezone-aware :class:`datetime.datetime`."""
+        start = self.pos
+        token = self.quoted()
+        try:
+            return parse_datetime(token)
+        except ValueError as exc:
+            self.pos = start
+            raise self.error("Invalid date-time") from exc
+
+    # -- sections and fetch items ---------------------------------------------------------
+
+    def section(self, *, binary: bool = False) -> Section:
+        """``"[" [section-spec] "]"`` (or section-binary: part numbers only)."""
+        self.char(_LBRACKET)
+        part: list[int] = []
+        text: str | None = None
+        fields: tuple[bytes, ...] = ()
+        if not self.maybe_char(_RBRACKET):
+            while True:
+                if self.peek() in range(0x30, 0x3A):
+                    part.append(self.nz_number())
+                    if self.maybe_char(0x2E):  # "."
+                        continue
+                    break
+                if binary:
+                    raise self.error("Expected part number")
+                text = self._section_text(bool(part))
+                if text.startswith("HEADER.FIELDS"):
+                    self.sp()
+                    fields = self.paren_list(self.astring, allow_empty=False)
+                break
+            self.char(_RBRACKET)
+        try:
+            return Section(tuple(part), text, fields)
+        except ValueError as exc:
+            raise self.error(str(exc)) from exc
+
+    def _section_text(self, has_part: bool) -> str:
+        match = _SECTION_TEXT.match(self.raw, self.pos, self.end)
+        if match is None:
+            raise self.error("Expected section text")
+        text = match.group().decode().upper()
+        if text == "MIME" and not has_part:
+            raise self.error("MIME needs a part number")
+        self.pos = match.end()
+        return text
+
+    def partial(self, *, response: bool) -> tuple[int, int | None] | None:
+        """``<offset.length>`` in a request, ``<origin>`` in a response."""
+        if not self.maybe_char(0x3C):  # "<"
+            return None
+        offset = self.number64() if not response else self.number()
+        length: int | None = None
+        if not response:
+            self.char(0x2E)
+            length = self.nz_number()
+        self.char(0x3E)
+        return (offset, length)
+
+    # -- generic values ---------------------------------------------------------------
+
+    def value(self, depth: int = 0) -> Value:
+        """One generically parsed value (unknown commands and extensions)."""
+        octet = self.peek()
+        if octet == _LPAREN:
+            if depth >= _MAX_DEPTH:
+                raise self.error("Nesting too deep")
+            return self.paren_list(lambda: self.value(depth + 1))
+        if octet == _DQUOTE:
+            return self.quoted()
+        if (octet in (_LBRACE, _TILDE)) and self._literal_here() is not None:
+            return self.literal()
+        if self.maybe_nil():
+            return None
+        return Atom(self.generic_atom(depth))
+
+    def generic_atom(self, depth: int = 0) -> bytes:
+        """An atom that may carry ``[...]`` (with lists inside) and ``<...>``."""
+        raw = self.raw
+        start = self.pos
+        while self.pos < self.end:
+            match = _GENERIC_ATOM.match(raw, self.pos, self.end)
+            if match is not None:
+                self.pos = match.end()
+                continue
+            octet = raw[self.pos]
+            if octet == _LBRACKET:
+                self._skip_brackets(depth)
+                continue
+            break
+        if self.pos == start:
+            raise self.error("Expected a value")
+        return raw[start : self.pos]
+
+    def _skip_brackets(self, depth: int) -> None:
+        self.char(_LBRACKET)
+        while True:
+            octet = self.peek()
+            if octet == _RBRACKET:
+                self.pos += 1
+                return
+            if octet == -1:
+                raise self.error("Expected ']'")
+            if octet == _SP:
+                self.pos += 1
+                continue
+            self.value(depth + 1)
+
+    def values(self) -> tuple[Value, ...]:
+        """Every remaining value on the line, SP-separated."""
+        items: list[Value] = []
+        while not self.at_end():
+            if items:
+                self.sp()
+            items.append(self.value())
+        self.pos = self.end
+        return tuple(items)
+
+    def fetch_item(self) -> FetchItem:
+        """One ``fetch-att`` of a FETCH command (RFC 9051, RFC 3516, RFC 7162)."""
+        name = self._match(_FETCH_NAME, "fetch item").decode("latin-1").upper()
+        peek = False
+        if name.endswith(".PEEK") and name in ("BODY.PEEK", "BINARY.PEEK"):
+            name = name[:-5]
+            peek = True
+        if self.peek() == _LBRACKET:
+            if name not in ("BODY", "BINARY", "BINARY.SIZE"):
+                raise self.error("Unexpected section")
+            section = self.section(binary=name != "BODY")
+            partial = self.partial(response=False) if name != "BINARY.SIZE" else None
+            return FetchItem(name, section, partial, peek)
+        if peek or name in ("BINARY", "BINARY.SIZE"):
+            raise self.error("Expected section")
+        return FetchItem(name)
+
+
+_FETCH_NAME = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\]\[<]+')
+
+
+def _unescape(body: bytes) -> bytes:
+    if b"\\" not in body:
+        return body
+    return _ESCAPE.sub(rb"\1", body)
