@@ -790,10 +790,6 @@ def _expunge(reader: Reader, uid: bool) -> NoArgs | UidExpungeArgs:
 
 
 def _generic(reader: Reader) -> GenericArgs:
-    if reader.at_end():
-        reader.expect_end()
-        return GenericArgs(())
-    reader.sp()
     return GenericArgs(reader.values())
 
 

@@ -367,12 +367,18 @@ class Reader:
                 self.pos += 1
             if self.maybe_char(_RPAREN):
                 break
-            if items and self.raw[self.pos - 1] != _SP:
+            if items and not self._item_boundary():
                 raise self.error("Expected SP or ')'")
             items.append(item())
         if not items and not allow_empty:
             raise self.error("Empty list")
         return tuple(items)
+
+    def _item_boundary(self) -> bool:
+        """A new list item may start here: after SP, or (QUIRKS B9, B10) right
+        after a ``)`` or before a ``(`` -- servers that omit or add the SP."""
+        prev = self.raw[self.pos - 1]
+        return prev in (_SP, _RPAREN) or self.peek() == _LPAREN
 
     def flag(self) -> bytes:
         """A flag: ``\\Seen``, a keyword, ``\\*`` (lenient about odd keywords, L7)."""
@@ -509,11 +515,10 @@ class Reader:
             self.value(depth + 1)
 
     def values(self) -> tuple[Value, ...]:
-        """Every remaining value on the line, SP-separated."""
+        """Every remaining value on the line, each after a SP."""
         items: list[Value] = []
         while not self.at_end():
-            if items:
-                self.sp()
+            self.sp()
             items.append(self.value())
         self.pos = self.end
         return tuple(items)
