@@ -76,9 +76,13 @@ class ParseError(RemoteProtocolError):
         self.position = position
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Literal:
-    """A literal inside a frame, by reference: its data is read on demand."""
+    """A literal inside a frame, by reference: its data is read on demand.
+
+    Two literals are equal when they carry the same octets in the same form
+    (literal or literal8), wherever they sit; streamed ones compare by size.
+    """
 
     frame: Frame
     span: LiteralSpan
@@ -104,6 +108,18 @@ class Literal:
     def data(self) -> bytes:
         """A copy of the data (raises ValueError for a streamed literal)."""
         return bytes(self.view())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Literal):
+            return NotImplemented
+        if self.binary != other.binary or self.size != other.size:
+            return False
+        if self.streamed or other.streamed:
+            return self.streamed == other.streamed
+        return self.view() == other.view()
+
+    def __hash__(self) -> int:
+        return hash((self.binary, self.size))
 
     def __repr__(self) -> str:
         kind = "literal8" if self.binary else "literal"
