@@ -18,6 +18,7 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+import trio
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
@@ -91,6 +92,28 @@ def test_login_with_imapclient(dovecot: DovecotServer, shared_user: User, startt
     with connect(dovecot, shared_user, starttls=starttls) as client:
         assert b"IMAP4REV1" in client.capabilities()
         assert client.noop()[0].startswith(b"NOOP completed")
+
+
+async def test_trio_client_shares_the_session_server(
+    dovecot: DovecotServer, shared_user: User
+) -> None:
+    async def read_until(stream: trio.SSLStream[trio.SocketStream], marker: bytes) -> bytes:
+        data = b""
+        while marker not in data:
+            chunk = await stream.receive_some()
+            assert chunk, f"EOF before {marker!r}: {data!r}"
+            data += chunk
+        return data
+
+    with trio.fail_after(TIMEOUT):
+        stream = await trio.open_ssl_over_tcp_stream(
+            dovecot.hostname, dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
+        )
+        async with stream:
+            assert (await read_until(stream, b"\r\n")).startswith(b"* OK")
+            login = f"a LOGIN {shared_user.name} {shared_user.password}\r\n"
+            await stream.send_all(login.encode())
+            assert b"a OK" in await read_until(stream, b"a OK")
 
 
 def test_certificate_is_verified_for_both_names(dovecot: DovecotServer) -> None:

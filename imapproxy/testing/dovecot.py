@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import grp
 import os
 import pwd
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -74,6 +76,7 @@ INSTALL_HINT = (
 
 _T = TypeVar("_T")
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
+_FD_WANTED = 8192  # comfortably above default_client_limit (4000) plus Dovecot's own
 _MAX_BASE_DIR = 64  # Unix socket paths are limited to 108 bytes; Dovecot adds ~40.
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 
@@ -137,6 +140,7 @@ class _Identity:
     mail_gid: int
     internal_user: str
     login_user: str
+    internal_group: str | None = None  # None: Dovecot's default ("dovecot")
 
 
 def _identity() -> _Identity:
@@ -147,7 +151,13 @@ def _identity() -> _Identity:
             raise DovecotError(
                 f"uid {os.geteuid()} has no passwd entry; Dovecot needs a user name to run as"
             ) from None
-        return _Identity(False, me.pw_uid, me.pw_gid, me.pw_name, me.pw_name)
+        try:
+            group = grp.getgrgid(me.pw_gid).gr_name
+        except KeyError:
+            raise DovecotError(
+                f"gid {me.pw_gid} has no group entry; Dovecot needs a name"
+            ) from None
+        return _Identity(False, me.pw_uid, me.pw_gid, me.pw_name, me.pw_name, group)
     mail = _ensure_system_user(MAIL_SYSTEM_USER)
 
     def existing(name: str) -> str:
@@ -179,6 +189,18 @@ def _ensure_system_user(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
     except KeyError:
         raise DovecotError(f"useradd {name} failed: {result.stderr.strip()}") from None
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Raise this process's soft open-files limit towards ``wanted`` (Dovecot inherits it).
+
+    Dovecot warns at startup when the limit is below what its client limits could need;
+    the soft limit can be raised up to the hard limit without privileges.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _free_port() -> int:
@@ -319,6 +341,9 @@ class DovecotServer:
             raise DovecotError("this DovecotServer is already running")
         self._binaries = find_dovecot()
         self._identity = _identity()
+        with self._lock:
+            self._users.clear()
+            self._user_counter = 0
         try:
             work = self._prepare_workdir()
             self._write_tls(work / "tls")
@@ -563,6 +588,7 @@ class DovecotServer:
     def _launch(self) -> None:
         work = self.workdir
         dovecot = self._require(self._binaries, "binaries")[0]
+        _raise_fd_limit(_FD_WANTED)
         attempts = 6
         for attempt in range(attempts):
             # Preferred ports first (if free now), then free ones picked by bind-and-close.
@@ -684,6 +710,11 @@ class DovecotServer:
             "auth_failure_delay = 0",
             f"default_internal_user = {identity.internal_user}",
             f"default_login_user = {identity.login_user}",
+            *(
+                [f"default_internal_group = {identity.internal_group}"]
+                if identity.internal_group
+                else []
+            ),
             f"first_valid_uid = {identity.mail_uid}",
             f"first_valid_gid = {identity.mail_gid}",
             "mail_location = maildir:~/Maildir",
