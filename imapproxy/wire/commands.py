@@ -88,6 +88,8 @@ class AuthenticateArgs:
 
 @dataclass(frozen=True, slots=True)
 class EnableArgs:
+    """``ENABLE cap ...``: names as sent (they are case-insensitive)."""
+
     capabilities: tuple[str, ...]
 
 
@@ -408,7 +410,7 @@ def _enable(reader: Reader) -> EnableArgs:
     caps = []
     while not reader.at_end():
         reader.sp()
-        caps.append(reader.atom().decode("latin-1").upper())
+        caps.append(reader.atom().decode("latin-1"))
     if not caps:
         raise reader.error("ENABLE needs a capability")
     reader.expect_end()

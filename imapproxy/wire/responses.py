@@ -50,6 +50,7 @@ __all__ = [
     "ResponseData",
     "SearchData",
     "VanishedData",
+    "has_capability",
 ]
 
 _UNTAGGED = re.compile(rb"\* +(?:([0-9]{1,10}) +)?([A-Za-z][A-Za-z0-9._-]*)?")
@@ -83,8 +84,9 @@ class ResponseCode:
 
     @property
     def capabilities(self) -> tuple[str, ...]:
-        """For ``CAPABILITY``: the capability names, upper-cased."""
-        return tuple(c.decode("latin-1").upper() for c in self.args.split())
+        """For ``CAPABILITY``: the capability names as sent (compare them with
+        :func:`has_capability`: they are case-insensitive)."""
+        return tuple(c.decode("latin-1") for c in self.args.split())
 
     @property
     def flags(self) -> tuple[bytes, ...]:
@@ -164,9 +166,22 @@ class ContinuationData:
 
 @dataclass(frozen=True, slots=True)
 class CapabilityData:
-    """CAPABILITY or ENABLED: names upper-cased (QUIRKS C2, C3 tolerated)."""
+    """CAPABILITY or ENABLED: the names as sent (QUIRKS C2, C3 tolerated).
+
+    Capability names are case-insensitive; the spelling is kept so that a list
+    passed on to a client reads as the server wrote it (``IMAP4rev1``).
+    """
 
     capabilities: tuple[str, ...]
+
+    def has(self, name: str) -> bool:
+        return has_capability(self.capabilities, name)
+
+
+def has_capability(capabilities: tuple[str, ...], name: str) -> bool:
+    """Whether ``name`` is in ``capabilities``, compared case-insensitively."""
+    wanted = name.upper()
+    return any(cap.upper() == wanted for cap in capabilities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,7 +532,7 @@ def _condition(response: Response, reader: Reader) -> Condition:
 def _capability(response: Response, reader: Reader) -> CapabilityData:
     del response
     text = reader.rest()
-    return CapabilityData(tuple(c.decode("latin-1").upper() for c in text.split()))
+    return CapabilityData(tuple(c.decode("latin-1") for c in text.split()))
 
 
 def _flags(response: Response, reader: Reader) -> FlagsData:

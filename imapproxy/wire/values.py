@@ -400,7 +400,7 @@ def format_datetime(value: _dt.datetime) -> bytes:
     sign = "-" if minutes < 0 else "+"
     minutes = abs(minutes)
     return (
-        f"{value.day:2d}-{_MONTHS[value.month - 1]}-{value.year:04d} "
+        f"{value.day:02d}-{_MONTHS[value.month - 1]}-{value.year:04d} "
         f"{value.hour:02d}:{value.minute:02d}:{value.second:02d} "
         f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
     ).encode("ascii")
