@@ -38,6 +38,7 @@ from imapproxy.wire import (
     Frame,
     FramePart,
     Framer,
+    Literal,
     LiteralChunk,
     Response,
     Role,
@@ -263,9 +264,10 @@ def test_responses_frame_parse_and_rebuild(
             if isinstance(data, FetchData):
                 for item, value in data.items:
                     if item.name == "BODY" and item.section is not None and split == 0:
-                        bodies.append(
-                            b"".join(streamed) if streamed else value.data  # type: ignore[union-attr]
-                        )
+                        if streamed:
+                            bodies.append(b"".join(streamed))
+                        elif isinstance(value, Literal):
+                            bodies.append(value.data)
             if response.kind is Kind.CONTINUATION:
                 continue
             if streamed:
