@@ -572,6 +572,7 @@ class DovecotServer:
         base = work / "run"
         if len(str(base)) > _MAX_BASE_DIR:
             base = Path(tempfile.mkdtemp(prefix="imapproxy-dc-"))
+            base.chmod(0o755)  # what Dovecot expects of a base_dir (it warns otherwise)
             self._own_base_dir = True
         self._base_dir = base
         return work
@@ -620,22 +621,23 @@ class DovecotServer:
             )
         else:
             raise DovecotError("could not find two free ports for Dovecot")
-        self._pid = self._read_master_pid()
         self._wait_ready()
 
-    def _read_master_pid(self) -> int:
-        pidfile = self._require(self._base_dir, "base_dir") / "master.pid"
-        try:
-            return int(pidfile.read_text().split()[0])
-        except (OSError, ValueError, IndexError) as exc:
-            raise DovecotError(f"cannot read {pidfile}: {exc}" + self._log_tail()) from exc
-
     def _wait_ready(self) -> None:
+        """Poll until master.pid is written and both listeners greet with ``* OK``.
+
+        ``dovecot`` returns when it has forked; the daemon writes master.pid a moment
+        later, so the pid file is polled along with the ports.
+        """
         deadline = time.monotonic() + self.startup_timeout
+        pidfile = self._require(self._base_dir, "base_dir") / "master.pid"
         ctx = self.client_ssl_context()
         pending = {self.imap_port: False, self.imaps_port: True}
         last_error = "no attempt"
-        while pending:
+        while True:
+            if self._pid is None:
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    self._pid = int(pidfile.read_text().split()[0])
             for port, tls in list(pending.items()):
                 try:
                     greeting = self._greeting(port, ctx if tls else None)
@@ -646,15 +648,19 @@ class DovecotServer:
                     del pending[port]
                 else:
                     last_error = f"port {port} greeted {greeting!r}"
-            if not pending:
+            if not pending and self._pid is not None:
                 return
-            pid = self._require(self._pid, "pid")
-            if not _alive(pid):
-                raise DovecotError(f"Dovecot (pid {pid}) exited during startup" + self._log_tail())
-            if time.monotonic() > deadline:
+            if self._pid is not None and not _alive(self._pid):
                 raise DovecotError(
-                    f"Dovecot did not greet on ports {sorted(pending)} within "
-                    f"{self.startup_timeout}s (last: {last_error})" + self._log_tail()
+                    f"Dovecot (pid {self._pid}) exited during startup" + self._log_tail()
+                )
+            if time.monotonic() > deadline:
+                waiting = [f"a greeting on port {p}" for p in sorted(pending)]
+                if self._pid is None:
+                    waiting.append(str(pidfile))
+                raise DovecotError(
+                    f"Dovecot did not come up within {self.startup_timeout}s; still waiting "
+                    f"for {', '.join(waiting)} (last: {last_error})" + self._log_tail()
                 )
             time.sleep(0.01)
 
