@@ -51,6 +51,8 @@ from email.utils import format_datetime
 from html import escape
 from pathlib import Path
 
+from imapproxy.wire.values import mutf7_encode
+
 __all__ = [
     "CORPUS_SEED",
     "FOLDERS",
@@ -201,30 +203,8 @@ class CorpusSummary:
 
 
 def encode_mailbox_name(name: str) -> str:
-    """Encode a mailbox name in modified UTF-7 (RFC 3501 section 5.1.3).
-
-    Printable ASCII stands for itself except ``&``, which becomes ``&-``; every other
-    run of characters becomes ``&`` + base64 of its UTF-16BE form (``,`` instead of
-    ``/``, no padding) + ``-``.
-    """
-    out: list[str] = []
-    pending: list[str] = []
-
-    def flush() -> None:
-        if pending:
-            raw = "".join(pending).encode("utf-16-be")
-            out.append("&" + base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ","))
-            out.append("-")
-            pending.clear()
-
-    for ch in name:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            pending.append(ch)
-    flush()
-    return "".join(out)
+    """A mailbox name in modified UTF-7 (RFC 3501 section 5.1.3), as text."""
+    return mutf7_encode(name).decode("ascii")
 
 
 def _disk_name(name: str) -> str:
