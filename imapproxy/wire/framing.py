@@ -427,7 +427,9 @@ class Framer:
         announcing a literal, or between :class:`LiteralChunk` events)."""
         if self._state is not _State.STREAM:
             raise RuntimeError("no streamed frame to reject")
-        self._direct = None  # its octets are dropped with the rest
+        if self._direct is not None:  # received but not yet delivered: drop it now
+            self._remaining -= len(self._direct)
+            self._direct = None
         self._state = _State.DRAIN
         self._reset_frame()
 
@@ -516,14 +518,13 @@ class Framer:
             end = lf
         else:
             return self._bad_line_end(lf)
-        pending = None if self._raw_line else self._find_literal(seg, end)
+        pending = None if self._raw_line else self._find_literal(seg, end, lf + 1)
         if pending is None:
             return self._finish_frame(lf + 1)
         if self._state is _State.DISCARD:
-            self._scan = self._seg = pending.start
-            if pending.sync:  # the client waits for a "+" that never comes
-                self._pos = pending.start
-                self._finish_discard()
+            self._pos = self._scan = self._seg = pending.start
+            if pending.sync and self.role is Role.SERVER:
+                self._finish_discard()  # the client waits for a "+" that never comes
             else:
                 self._remaining = pending.size
                 self._state = _State.DRAIN
@@ -548,8 +549,9 @@ class Framer:
             return ContinuationRequest(preview, preview_span)
         return self._begin_literal(pending)
 
-    def _find_literal(self, seg: int, end: int) -> _Pending | None:
-        """The literal announced just before ``end`` (the CR), if any."""
+    def _find_literal(self, seg: int, end: int, start: int) -> _Pending | None:
+        """The literal announced just before ``end`` (the line end), if any;
+        its data would begin at ``start``."""
         buf = self._buf
         if end - seg < 3 or buf[end - 1] != _RBRACE:
             return None
@@ -566,7 +568,7 @@ class Framer:
         announce = brace - 1 if binary else brace
         if self.role is Role.SERVER and _QUOTE_BALANCED.fullmatch(buf, seg, announce) is None:
             return None  # "{n}" inside an unterminated quoted string
-        return _Pending(announce, end + 2, int(digits), sync, binary)
+        return _Pending(announce, start, int(digits), sync, binary)
 
     def _span(self, pending: _Pending, *, streamed: bool) -> LiteralSpan:
         base = self._skel_len - self._pos
