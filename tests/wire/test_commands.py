@@ -1152,6 +1152,20 @@ def test_mailbox_raw_is_kept() -> None:
     assert args.mailbox.decode() == "\u00c9t\u00e9"
 
 
+def test_list_status_items() -> None:
+    args = parse(b'a LIST "" % RETURN (CHILDREN STATUS (messages UIDNEXT))\r\n').args
+    assert isinstance(args, ListArgs)
+    assert args.status_items == ("MESSAGES", "UIDNEXT")
+    plain = parse(b'a LIST "" % RETURN (CHILDREN)\r\n').args
+    assert isinstance(plain, ListArgs)
+    assert plain.status_items == ()
+
+
+def test_repr_is_a_summary() -> None:
+    command = parse(b"a7 uid fetch 1:* (FLAGS)\r\n")
+    assert repr(command) == "Command(b'a7', 'UID FETCH')"
+
+
 def test_login_secret_is_redacted() -> None:
     args = parse(b"a LOGIN alice hunter2\r\n").args
     assert isinstance(args, LoginArgs)

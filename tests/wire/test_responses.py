@@ -1123,6 +1123,43 @@ def test_fetch_accessors() -> None:
     assert (rfc822.uid, rfc822.flags, rfc822.modseq) == (None, None, None)
 
 
+def test_envelope_addresses() -> None:
+    fetched = data(
+        b'* 1 FETCH (ENVELOPE (NIL NIL (("A" NIL "a" "x.org")) NIL NIL '
+        b'((NIL NIL "team" NIL)("B" NIL "b" "y.org")(NIL NIL NIL NIL)) NIL NIL NIL NIL))\r\n'
+    )
+    assert isinstance(fetched, FetchData)
+    envelope = fetched.get("ENVELOPE")
+    assert isinstance(envelope, Envelope)
+    assert envelope.from_ is not None
+    assert [a.email for a in envelope.from_] == ["a@x.org"]
+    assert envelope.to is not None
+    # RFC 5322 group syntax: a NIL host opens a group, all-NIL closes it
+    assert [a.email for a in envelope.to] == [None, "b@y.org", None]
+    assert envelope.to[0] == Address(None, None, b"team", None)
+
+
+def test_body_numbers_that_are_not_numbers_read_as_zero() -> None:
+    fetched = data(b'* 1 FETCH (BODYSTRUCTURE ("TEXT" "PLAIN" NIL NIL NIL "7BIT" abc "x"))\r\n')
+    assert isinstance(fetched, FetchData)
+    body = fetched.get("BODYSTRUCTURE")
+    assert isinstance(body, BodyPart)
+    assert (body.size, body.lines) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("wire", "text"),
+    [
+        pytest.param(b"a1 OK done\r\n", "Response(tagged b'a1' OK)", id="tagged"),
+        pytest.param(b"* 3 EXISTS\r\n", "Response(untagged 3 EXISTS)", id="numbered"),
+        pytest.param(b"* FLAGS ()\r\n", "Response(untagged FLAGS)", id="untagged"),
+        pytest.param(b"+ go\r\n", "Response(continuation)", id="continuation"),
+    ],
+)
+def test_repr_is_a_summary(wire: bytes, text: str) -> None:
+    assert repr(parse(wire)) == text
+
+
 # -- malformed responses ------------------------------------------------------------
 
 HEAD_ERRORS = [
