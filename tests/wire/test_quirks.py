@@ -493,6 +493,25 @@ ROWS = [
         id="F4",
     ),
     pytest.param(
+        C,
+        b'* ESEARCH (TAG "a" ) MIN 1\r\n',
+        [EsearchData(b"a", False, (("MIN", Atom(b"1")),))],
+        id="F4-esearch-correlator",
+        marks=bug("ESEARCH '(TAG \"a\" )' with SP before ')' (QUIRKS F4) fails the data"),
+    ),
+    pytest.param(
+        C,
+        b"* OK [PERMANENTFLAGS (\\Seen )] x\r\n* STATUS x (MESSAGES 1 )\r\n"
+        b"* VANISHED (EARLIER ) 1\r\n* SEARCH 1 (MODSEQ 3 ) \r\n",
+        [
+            Condition("OK", ResponseCode("PERMANENTFLAGS", b"(\\Seen )"), b"x"),
+            MailboxStatus(Mailbox(b"x"), (("MESSAGES", 1),)),
+            VanishedData(True, seq(b"1")),
+            SearchData((1,), 3),
+        ],
+        id="F4-before-paren",
+    ),
+    pytest.param(
         # The literal is trusted: it swallows the tagged response; the deep parse fails.
         C,
         b"* 2 FETCH (BODY[] {20}\r\n0123456789012)\r\na1 OK done\r\n",
