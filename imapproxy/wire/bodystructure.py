@@ -302,8 +302,10 @@ def _multipart(value: tuple[Value, ...], depth: int) -> Multipart:
 
 
 def _single(value: tuple[Value, ...], depth: int) -> BodyPart:
-    type_ = _upper(value[0], "APPLICATION")
-    subtype = _upper(value[1], "OCTET-STREAM" if type_ == "APPLICATION" else "PLAIN")
+    if _text(value[0]) is None or _text(value[1]) is None:
+        type_, subtype = "APPLICATION", "OCTET-STREAM"  # QUIRKS B6: type or subtype NIL
+    else:
+        type_, subtype = _upper(value[0], ""), _upper(value[1], "")
     rest = list(value[7:])
     lines = None
     envelope = None

@@ -90,7 +90,26 @@ _TAG_CHARS = re.compile(rb"[\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]+")
 _FLAG_CHARS = re.compile(rb'\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+|\\\*')
 T = TypeVar("T")
 _MAX_QUOTED = 1024
+_COMMAND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?: [A-Za-z]+)?", re.ASCII)
 _LITERAL_MINUS_MAX = 4096
+
+
+def _ascii(text: str) -> bytes:
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(f"not ASCII: {text[:40]!r}") from exc
+
+
+def _utf8_ok(data: bytes) -> bool:
+    """7-bit, or valid UTF-8 (quoted strings may carry UTF-8 only under UTF8=ACCEPT)."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class FrameBuilder:
@@ -135,7 +154,7 @@ class FrameBuilder:
 
     def atom(self, data: bytes | str) -> FrameBuilder:
         if isinstance(data, str):
-            data = data.encode("ascii")
+            data = _ascii(data)
         if _ATOM_CHARS.fullmatch(data) is None:
             raise LocalProtocolError(f"not an atom: {data[:40]!r}")
         return self._add(data)
@@ -150,7 +169,7 @@ class FrameBuilder:
 
     def quoted(self, data: bytes) -> FrameBuilder:
         pattern = _QUOTABLE_UTF8 if self.utf8 else _QUOTABLE
-        if pattern.fullmatch(data) is None:
+        if pattern.fullmatch(data) is None or not _utf8_ok(data):
             raise LocalProtocolError("value cannot be a quoted string")
         return self._add(b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"')
 
@@ -167,14 +186,7 @@ class FrameBuilder:
         if len(data) > _MAX_QUOTED:
             return False
         pattern = _QUOTABLE_UTF8 if self.utf8 else _QUOTABLE
-        if pattern.fullmatch(data) is None:
-            return False
-        if self.utf8 and not data.isascii():
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                return False
-        return True
+        return pattern.fullmatch(data) is not None and _utf8_ok(data)
 
     def string(self, data: bytes) -> FrameBuilder:
         """``string``: quoted if possible, else a literal (literal8 if it has NUL)."""
@@ -259,6 +271,8 @@ def build_command(
     utf8: bool = False,
 ) -> Frame:
     """A command frame from typed arguments (``name`` may be ``"UID FETCH"``)."""
+    if _COMMAND_NAME.fullmatch(name) is None:
+        raise LocalProtocolError(f"invalid command name {name[:40]!r}")
     b = FrameBuilder(literal_plus=literal_plus, literal_minus=literal_minus, utf8=utf8)
     b.tag(tag).sp().raw(name.upper().encode("ascii"))
     writer = _COMMAND_WRITERS.get(type(args))
@@ -584,7 +598,11 @@ def build_response(
     if isinstance(data, ContinuationData):
         return Frame(continuation(data.text))
     if isinstance(data, Condition):
-        b.raw(tag if tag is not None else b"*").sp().atom(data.status)
+        if tag is None:
+            b.raw(b"*")
+        else:
+            b.tag(tag)
+        b.sp().atom(data.status)
         if data.code is not None:
             b.sp().raw(bytes(data.code))
         b.sp().raw(data.text or b"Done")

@@ -59,7 +59,9 @@ __all__ = [
 _HEAD = re.compile(
     rb"([\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]+) +([A-Za-z0-9][A-Za-z0-9._-]*)"
 )
+_SECRET_COMMANDS = frozenset(("LOGIN", "AUTHENTICATE"))
 _UID_SUB = re.compile(rb" +([A-Za-z]+)")
+_BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _UID_COMMANDS = frozenset(("COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"))
 
 
@@ -361,7 +363,7 @@ class Command:
                 reply is a ``BAD`` tagged with this command's tag.
         """
         if self._args is None:
-            reader = Reader(self.frame, self._args_pos)
+            reader = Reader(self.frame, self._args_pos, redact=self.name in _SECRET_COMMANDS)
             try:
                 self._args = _parse_args(self.base_name, self.uid, reader)
             except ParseError as exc:
@@ -400,7 +402,11 @@ def _authenticate(reader: Reader) -> AuthenticateArgs:
     initial = None
     if not reader.at_end():
         reader.sp()
+        start = reader.pos
         token = reader.rest().rstrip(b" ")
+        if token != b"=" and _BASE64.fullmatch(token) is None:
+            reader.pos = start
+            raise reader.error("Initial response must be base64 or '='")  # RFC 4959
         initial = Secret(b"" if token == b"=" else token)
     reader.expect_end()
     return AuthenticateArgs(mechanism, initial)

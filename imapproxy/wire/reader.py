@@ -58,7 +58,8 @@ _QUOTED = re.compile(rb'"((?:[^"\\\r\n\x00]|\\[^\r\n\x00])*)"')
 _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 _SEQ_CHARS = re.compile(rb"[0-9*:,$]+")
 _SPACES = re.compile(rb" +")
-_FLAG = re.compile(rb'\\?[^\x00-\x20\x7f(){%*"\\\]]+|\\\*')
+# Flags: "\\Seen", keywords, "\\*"; "[" and "]" accepted inside (QUIRKS L7, Gmail).
+_FLAG = re.compile(rb'\\?[^\x00-\x20\x7f(){%*"\\]+|\\\*')
 # Generic tokens of unknown commands and responses: an atom, possibly with a
 # bracketed part and a partial, e.g. BODY[HEADER.FIELDS (A B)]<0.10>.
 _GENERIC_ATOM = re.compile(rb'[^\x00-\x20\x7f(){"\\\[\]]+|\\\*|\\')
@@ -143,9 +144,16 @@ Value = Atom | bytes | Literal | None | tuple["Value", ...]
 class Reader:
     """A cursor over a frame. ``pos`` advances as tokens are read."""
 
-    __slots__ = ("_lits", "end", "frame", "lenient_quotes", "pos", "raw")
+    __slots__ = ("_lits", "end", "frame", "lenient_quotes", "pos", "raw", "redact")
 
-    def __init__(self, frame: Frame, pos: int = 0, *, lenient_quotes: bool = False) -> None:
+    def __init__(
+        self,
+        frame: Frame,
+        pos: int = 0,
+        *,
+        lenient_quotes: bool = False,
+        redact: bool = False,
+    ) -> None:
         raw = frame.raw
         self.frame = frame
         self.raw = raw
@@ -158,8 +166,17 @@ class Reader:
         self.end = end
         self._lits = {lit.announce: lit for lit in frame.literals} if frame.literals else None
         self.lenient_quotes = lenient_quotes
+        self.redact = redact
 
     def error(self, what: str) -> ParseError:
+        """A parse error at the current position.
+
+        Its text quotes a little of the input, except when ``redact`` is set (the
+        arguments of LOGIN and AUTHENTICATE carry secrets, and reply texts end up
+        in logs).
+        """
+        if self.redact:
+            return ParseError(what, position=self.pos)
         near = self.raw[self.pos : self.pos + 20]
         if self._lits or b"\r" in near or b"\n" in near:
             near = near.split(b"\r")[0].split(b"\n")[0]
@@ -335,6 +352,11 @@ class Reader:
             return self.literal()
         raise self.error("Expected string")
 
+    def _at_string(self) -> bool:
+        """A quoted string or a literal starts here (``~`` alone is an atom char)."""
+        octet = self.peek()
+        return octet in (_DQUOTE, _LBRACE) or (octet == _TILDE and self._literal_here() is not None)
+
     def string(self) -> bytes:
         """``string`` as bytes (a literal's data is copied)."""
         value = self.string_or_literal()
@@ -347,8 +369,7 @@ class Reader:
 
     def astring(self) -> bytes:
         """``astring``: an atom (``]`` allowed) or a string."""
-        octet = self.peek()
-        if octet in (_DQUOTE, _LBRACE, _TILDE):
+        if self._at_string():
             return self.string()
         return self._match(_ASTRING_ATOM, "astring")
 
@@ -367,8 +388,7 @@ class Reader:
 
     def list_mailbox(self) -> bytes:
         """``list-mailbox``: a LIST pattern (``%`` and ``*`` allowed unquoted)."""
-        octet = self.peek()
-        if octet in (_DQUOTE, _LBRACE, _TILDE):
+        if self._at_string():
             return self.string()
         return self._match(_LIST_CHARS, "mailbox pattern")
 
@@ -470,7 +490,10 @@ class Reader:
         return text
 
     def partial(self, *, response: bool) -> tuple[int, int | None] | None:
-        """``<offset.length>`` in a request, ``<origin>`` in a response."""
+        """``<offset.length>`` in a request, ``<origin>`` in a response.
+
+        A response that echoes the length too (QUIRKS B13) is read as its origin.
+        """
         if not self.maybe_char(0x3C):  # "<"
             return None
         offset = self.number64() if not response else self.number()
@@ -478,6 +501,8 @@ class Reader:
         if not response:
             self.char(0x2E)
             length = self.nz_number()
+        elif self.maybe_char(0x2E):
+            self.number()
         self.char(0x3E)
         return (offset, length)
 

@@ -8,7 +8,7 @@ in :mod:`imapproxy.wire.commands`). Unknown responses are parsed generically.
 
 Leniency follows QUIRKS.md: a status line without text (G1, G2), a tagless
 ``[CODE]`` line or ``* [CODE]`` read as an untagged OK (G7), a tagged BYE (G9),
-trailing spaces (G3, C2, E1), ``MODSEQ`` without parentheses (E4), keywords in
+trailing spaces (G3, C2, E1), ``(MODSEQ n)`` in ESEARCH (E4), keywords in
 any case (F12), unescaped quotes (F8), BODYSTRUCTURE and ENVELOPE oddities (B1-B11,
 see :mod:`imapproxy.wire.bodystructure`), a LIST name sent as a bare token with
 control characters (L2).
@@ -271,10 +271,7 @@ class EsearchData:
 
     @property
     def modseq(self) -> int | None:
-        value = self._get("MODSEQ")
-        if isinstance(value, tuple) and value:  # QUIRKS E4: "(MODSEQ n)"
-            value = value[0]
-        return int(value.value) if isinstance(value, Atom) and value.value.isdigit() else None
+        return self._int("MODSEQ")
 
     @property
     def all(self) -> SequenceSet | None:
@@ -554,6 +551,8 @@ def _list(response: Response, reader: Reader) -> ListData:
     try:
         mailbox = reader.mailbox()
     except ParseError:
+        mailbox = None
+    if mailbox is None or not (reader.at_end() or reader.peek() == 0x20):
         reader.pos = start  # QUIRKS L2: a bare name with control characters
         return ListData(flags, delimiter, Mailbox(reader.rest().rstrip(b" ")))
     extended: list[tuple[bytes, Value]] = []
@@ -621,13 +620,27 @@ def _esearch(response: Response, reader: Reader) -> EsearchData:
                 value = reader.string()
                 if key == "TAG":
                     tag = value
+                if reader.at_end():
+                    raise reader.error("Expected ')'")
+                reader.maybe_sp()  # QUIRKS F4: a SP before ")"
                 if reader.maybe_char(0x29):
                     break
-                reader.sp()
         else:
             reader.pos -= 1
     while not reader.at_end():
         reader.sp()
+        if reader.peek() == 0x28:
+            # QUIRKS E4: "(MODSEQ n)" in parentheses, as in SEARCH responses.
+            group = reader.value()
+            if not (
+                isinstance(group, tuple)
+                and len(group) == 2
+                and isinstance(group[0], Atom)
+                and group[0].upper() == "MODSEQ"
+            ):
+                raise reader.error("Unexpected list in ESEARCH")
+            results.append(("MODSEQ", group[1]))
+            continue
         name = reader.keyword()
         if name == "UID" and not results:
             uid = True
@@ -749,12 +762,22 @@ def _fetch(response: Response, reader: Reader) -> FetchData:
     return FetchData(response.number, tuple(items))
 
 
+_SIGNED = re.compile(rb"-?[0-9]+")
+
+
 def _fetch_modseq(reader: Reader) -> int:
-    if reader.maybe_char(0x28):
-        value = reader.number64()
+    """``MODSEQ (n)``; also without parentheses, and ``-1`` read as 0 (QUIRKS B8)."""
+    paren = reader.maybe_char(0x28)
+    match = _SIGNED.match(reader.raw, reader.pos, reader.end)
+    if match is None:
+        raise reader.error("Expected mod-sequence")
+    reader.pos = match.end()
+    value = max(int(match.group()), 0)
+    if value > (1 << 63) - 1:
+        raise reader.error("Number out of range")
+    if paren:
         reader.close_paren()
-        return value
-    return reader.number64()  # QUIRKS E4-like: without parentheses
+    return value
 
 
 def _fetch_internaldate(reader: Reader) -> _dt.datetime | bytes:

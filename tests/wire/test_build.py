@@ -360,53 +360,35 @@ def test_impossible_frame(make: Callable[[], object]) -> None:
         make()
 
 
-BUILDER_BUGS = [
+IMPOSSIBLE_VALUES = [
     pytest.param(
         lambda: FrameBuilder().atom("é"),
         id="atom-non-ascii-str",
-        marks=pytest.mark.xfail(
-            strict=True, reason="BUG: FrameBuilder.atom('é') raises UnicodeEncodeError"
-        ),
     ),
     pytest.param(
         lambda: build_command(b"a", "NÖÖP", NoArgs()),
         id="command-non-ascii-name",
-        marks=pytest.mark.xfail(
-            strict=True, reason="BUG: build_command with a non-ASCII name raises UnicodeEncodeError"
-        ),
     ),
     pytest.param(
         lambda: build_command(b"a", "", NoArgs()),
         id="command-empty-name",
-        marks=pytest.mark.xfail(
-            strict=True, reason="BUG: build_command name not checked: '' writes 'a \\r\\n'"
-        ),
     ),
     pytest.param(
         lambda: build_command(b"a", "FOO(", NoArgs()),
         id="command-paren-name",
-        marks=pytest.mark.xfail(
-            strict=True, reason="BUG: build_command name not checked: 'FOO(' is written"
-        ),
     ),
     pytest.param(
         lambda: build_response(Condition("OK", None, b"x"), tag=b"a b"),
         id="response-bad-tag",
-        marks=pytest.mark.xfail(
-            strict=True, reason="BUG: build_response writes an invalid tag (b'a b') unchecked"
-        ),
     ),
     pytest.param(
         lambda: FrameBuilder(utf8=True).quoted(b"\xff"),
         id="quoted-utf8-invalid",
-        marks=pytest.mark.xfail(
-            strict=True, reason="BUG: FrameBuilder(utf8=True).quoted() writes invalid UTF-8"
-        ),
     ),
 ]
 
 
-@pytest.mark.parametrize("make", BUILDER_BUGS)
+@pytest.mark.parametrize("make", IMPOSSIBLE_VALUES)
 def test_impossible_value_is_a_local_protocol_error(make: Callable[[], object]) -> None:
     """Foreign exceptions are translated (STYLE.md): only LocalProtocolError comes out."""
     with pytest.raises(LocalProtocolError):

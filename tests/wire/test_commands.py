@@ -1333,17 +1333,13 @@ def test_arg_error(wire: bytes) -> None:
     assert b"\r" not in reply.to_bytes()[:-2]
 
 
-AUTHENTICATE_BUGS = [
+BAD_INITIAL_RESPONSES = [
     pytest.param(b"a1 AUTHENTICATE PLAIN a b\r\n", id="SP-in-initial-response"),
     pytest.param(b"a1 AUTHENTICATE PLAIN !!bad!!\r\n", id="not-base64"),
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: AUTHENTICATE initial response is not checked against base64 / '=' (RFC 4959)",
-)
-@pytest.mark.parametrize("wire", AUTHENTICATE_BUGS)
+@pytest.mark.parametrize("wire", BAD_INITIAL_RESPONSES)
 def test_authenticate_initial_response_must_be_base64(wire: bytes) -> None:
     command = parse(wire)
     with pytest.raises(ParseError) as excinfo:
@@ -1361,10 +1357,6 @@ TILDE_ATOMS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an astring atom starting with '~' is read as a literal8 announcement",
-)
 @pytest.mark.parametrize(("wire", "expected"), TILDE_ATOMS)
 def test_astring_atom_starting_with_tilde(wire: bytes, expected: object) -> None:
     # RFC 3501 section 6.3.8 uses exactly this LIST as an example; "~" is an ATOM-CHAR.

@@ -10,9 +10,8 @@ through the framer of the right role and then the parser, and checks:
   tagged with the command's tag when the command has one).
 
 Test ids are the QUIRKS rows (``G1``, ``B5-alternative``...). Rows about
-behaviour rather than wire shapes (G6, C4-C7, B16, I6, A6) are left out; rows
-whose documented reading the codec does not give are strict xfails naming the
-bug. Framing outcomes that are not a parse (F2 bare LF, K7 unsolicited literal
+behaviour rather than wire shapes (G6, C4-C7, B16, I6, A6) are left out. Framing
+outcomes that are not a parse (F2 bare LF, K7 unsolicited literal
 octets, K10 over-long line, A4/A5 SASL lines) have their own tests, same ids.
 """
 
@@ -161,10 +160,6 @@ def part(
     type_: str, subtype: str, encoding: bytes, size: int, lines: int | None = None, **kw: object
 ) -> BodyPart:
     return BodyPart(type_, subtype, (), None, None, encoding, size, lines, **kw)  # type: ignore[arg-type]
-
-
-def bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason="BUG: " + reason)
 
 
 # -- row checks (named after the row) --------------------------------------------
@@ -497,7 +492,6 @@ ROWS = [
         b'* ESEARCH (TAG "a" ) MIN 1\r\n',
         [EsearchData(b"a", False, (("MIN", Atom(b"1")),))],
         id="F4-esearch-correlator",
-        marks=bug("ESEARCH '(TAG \"a\" )' with SP before ')' (QUIRKS F4) fails the data"),
     ),
     pytest.param(
         C,
@@ -685,7 +679,6 @@ ROWS = [
         b'* 1 FETCH (BODYSTRUCTURE ("X-ZIP" NIL NIL NIL NIL "BASE64" 10 NIL NIL NIL NIL))\r\n',
         [lambda parsed: _mime_type(parsed, "application/octet-stream")],
         id="B6-one-type-string",
-        marks=bug("('X-ZIP' NIL ...) reads as x-zip/plain, not application/octet-stream (B6)"),
     ),
     pytest.param(
         C,
@@ -720,7 +713,6 @@ ROWS = [
         b"* 1 FETCH (MODSEQ (-1))\r\n",
         [b8_modseq_rectified],
         id="B8-modseq",
-        marks=bug("FETCH MODSEQ (-1) fails the whole FETCH data instead of reading 0 (B8)"),
     ),
     pytest.param(
         C,
@@ -783,7 +775,6 @@ ROWS = [
         b"* 1 FETCH (BODY[TEXT]<0.28> {3}\r\nabc)\r\n",
         [b13_partial_echo],
         id="B13-partial",
-        marks=bug("BODY[TEXT]<0.28> echoed in a FETCH response fails the data (B13)"),
     ),
     pytest.param(
         C,
@@ -834,7 +825,6 @@ ROWS = [
         b'* LIST () "/" Tab\tName\r\n',
         [ListData((), b"/", Mailbox(b"Tab\tName"))],
         id="L2",
-        marks=bug("a LIST name with an inner TAB stops at the TAB and fails the data (L2)"),
     ),
     pytest.param(
         C,
@@ -868,7 +858,6 @@ ROWS = [
         b"* FLAGS (\\Answered OIB-Seen-[Gmail]/All Mail $Forwarded )\r\n",
         [FlagsData((b"\\Answered", b"OIB-Seen-[Gmail]/All", b"Mail", b"$Forwarded"))],
         id="L7-brackets",
-        marks=bug("a keyword with ']' ('OIB-Seen-[Gmail]/All') fails the FLAGS data (L7)"),
     ),
     pytest.param(
         C,
@@ -912,7 +901,6 @@ ROWS = [
         b'* ESEARCH (TAG "x") UID ALL 1:3 (MODSEQ 284535)\r\n',
         [e4_parenthesised_modseq],
         id="E4",
-        marks=bug("ESEARCH '(MODSEQ n)' (QUIRKS E4) fails the data"),
     ),
     pytest.param(C, b'* ESEARCH (TAG "d") MIN 0 COUNT 1\r\n', [e5_min_zero], id="E5"),
     pytest.param(S, b"a UID FETCH 5:1 (FLAGS)\r\n", [e6_descending], id="E6-descending"),

@@ -1224,10 +1224,6 @@ def test_list_name_with_leading_control_character() -> None:
     assert data(b'* LIST () "/" \tName\r\n') == ListData((), b"/", Mailbox(b"\tName"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LIST name 'Tab<TAB>Name' (QUIRKS L2) stops at the TAB and fails the data",
-)
 def test_list_name_with_inner_control_character() -> None:
     assert data(b'* LIST () "/" Tab\tName\r\n') == ListData((), b"/", Mailbox(b"Tab\tName"))
 
