@@ -83,8 +83,20 @@ from imapproxy.wire.responses import (
 from imapproxy.wire.search import SearchKey
 from imapproxy.wire.values import FetchItem, Section, SequenceSet, mutf7_decode, mutf7_encode
 
-FAST = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
-MEDIUM = settings(deadline=None, max_examples=120, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: every run tries the same examples, so the suite is deterministic (a
+# failure is reproducible, not a one-off). Raise max_examples locally to hunt for bugs.
+FAST = settings(
+    deadline=None,
+    max_examples=60,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+MEDIUM = settings(
+    deadline=None,
+    max_examples=120,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 U32 = 2**32 - 1
 U63 = 2**63 - 1
@@ -217,9 +229,13 @@ interesting_bytes = st.sampled_from(
         b"~{1}",
         b"a1 DELETE INBOX\r\n",
         b"x" * 1100,
+        b"~peter/mail/&U,BTFw-",
     ]
 )
 any_bytes = st.one_of(interesting_bytes, st.binary(max_size=16), quotable)
+# Where the grammar allows an atom (astring, list-mailbox): "~peter" is an atom, not
+# literal8 (see test_astring_starting_with_tilde).
+astrings = any_bytes
 numbers32 = st.one_of(st.integers(1, 20), st.integers(1, U32))
 numbers64 = st.one_of(st.integers(0, 20), st.integers(0, U63))
 seq_number = st.one_of(numbers32, st.none())
@@ -231,7 +247,7 @@ sequence_sets = st.one_of(
 plain_sequence_sets = st.lists(seq_ranges, min_size=1, max_size=4).map(
     lambda r: SequenceSet(tuple(r))
 )
-mailboxes = any_bytes.map(Mailbox)
+mailboxes = astrings.map(Mailbox)
 flags = st.one_of(
     st.sampled_from([b"\\Seen", b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Draft", b"\\*"]),
     atom_bytes,
@@ -286,7 +302,7 @@ options = st.lists(
     ),
     max_size=3,
 ).map(tuple)
-list_patterns = st.one_of(any_bytes, st.sampled_from([b"*", b"%", b"INBOX/%", b"a*b%"]))
+list_patterns = st.one_of(astrings, st.sampled_from([b"*", b"%", b"INBOX/%", b"a*b%"]))
 
 section_parts = st.lists(st.integers(1, 30), max_size=3).map(tuple)
 header_fields = st.lists(atom_bytes, min_size=1, max_size=3).map(tuple)
@@ -375,7 +391,7 @@ def append_messages(draw: st.DrawFn) -> AppendMessage:
             st.lists(
                 st.one_of(
                     st.builds(lambda lt: CatenatePart("TEXT", text=lt), literals),
-                    st.builds(lambda u: CatenatePart("URL", url=u), any_bytes),
+                    st.builds(lambda u: CatenatePart("URL", url=u), astrings),
                 ),
                 min_size=1,
                 max_size=3,
@@ -418,7 +434,7 @@ DATE_KEYS = [
 
 search_leaves = st.one_of(
     st.sampled_from(NO_ARG_KEYS).map(SearchKey),
-    st.builds(lambda n, v: SearchKey(n, (v,)), st.sampled_from(ASTRING_KEYS), any_bytes),
+    st.builds(lambda n, v: SearchKey(n, (v,)), st.sampled_from(ASTRING_KEYS), astrings),
     st.builds(lambda n, v: SearchKey(n, (v,)), st.sampled_from(DATE_KEYS), dates),
     st.builds(
         lambda n, v: SearchKey(n, (v,)),
@@ -431,7 +447,7 @@ search_leaves = st.one_of(
         numbers64,
     ),
     st.builds(lambda n, v: SearchKey(n, (v,)), st.sampled_from(["OLDER", "YOUNGER"]), numbers32),
-    st.builds(lambda f, v: SearchKey("HEADER", (f, v)), any_bytes, any_bytes),
+    st.builds(lambda f, v: SearchKey("HEADER", (f, v)), astrings, astrings),
     st.builds(lambda s: SearchKey("UID", (s,)), sequence_sets),
     st.builds(lambda s: SearchKey("SEQSET", (s,)), sequence_sets),
     st.builds(lambda n: SearchKey("MODSEQ", (n,)), numbers64),
@@ -471,7 +487,7 @@ def _cmd(name: str | list[str], args: st.SearchStrategy[Any]) -> st.SearchStrate
 
 
 commands = st.one_of(
-    _cmd("LOGIN", st.builds(LoginArgs, any_bytes, any_bytes.map(Secret))),
+    _cmd("LOGIN", st.builds(LoginArgs, astrings, astrings.map(Secret))),
     _cmd(
         ["SELECT", "EXAMINE"],
         st.builds(SelectArgs, mailboxes, st.booleans(), st.none() | qresync_params, select_other),
@@ -515,7 +531,7 @@ commands = st.one_of(
     ),
     _cmd(
         ["SEARCH", "UID SEARCH"],
-        st.builds(SearchArgs, search_programs, st.none() | any_bytes, st.none() | options),
+        st.builds(SearchArgs, search_programs, st.none() | astrings, st.none() | options),
     ),
     _cmd("ID", st.builds(IdArgs, id_params)),
     _cmd(
@@ -689,8 +705,15 @@ fetch_values = st.one_of(
     st.tuples(st.just(FetchItem("BODY")), bodies(False)),
 )
 
-responses = st.one_of(
+responses_without_namespace = st.one_of(
     conditions(),
+    st.tuples(
+        st.builds(
+            ContinuationData,
+            st.text(PRINTABLE, max_size=20).filter(lambda t: not t.startswith(" ")).map(str.encode),
+        ),
+        st.just({}),
+    ),
     st.tuples(
         st.builds(
             CapabilityData,
@@ -733,10 +756,6 @@ responses = st.one_of(
     st.tuples(st.builds(VanishedData, st.booleans(), plain_sequence_sets), st.just({})),
     st.tuples(st.builds(IdData, id_params), st.just({})),
     st.tuples(
-        st.builds(NamespaceData, namespace_groups, namespace_groups, namespace_groups),
-        st.just({}),
-    ),
-    st.tuples(
         st.builds(FetchData, numbers32, st.lists(fetch_values, min_size=1, max_size=4).map(tuple)),
         st.just({}),
     ),
@@ -759,16 +778,23 @@ responses = st.one_of(
         st.just({}),
     ),
 )
+responses = st.one_of(
+    responses_without_namespace,
+    st.tuples(
+        st.builds(NamespaceData, namespace_groups, namespace_groups, namespace_groups),
+        st.just({}),
+    ),
+)
 
 
 # -- c. serializer round trips --------------------------------------------------------
 
 
 @MEDIUM
-@given(commands)
-def test_command_round_trip(command: tuple[str, Any]) -> None:
+@given(commands, st.booleans())
+def test_command_round_trip(command: tuple[str, Any], utf8: bool) -> None:
     name, args = command
-    built = build_command(b"t1", name, args)
+    built = build_command(b"t1", name, args, utf8=utf8)
     framed = frame_one(Role.SERVER, built.raw)
     assert framed == built  # the builder's literal spans are the framer's
     parsed = Command.parse(framed)
@@ -808,10 +834,10 @@ def test_command_literal_minus(command: tuple[str, Any]) -> None:
 
 
 @MEDIUM
-@given(responses)
-def test_response_round_trip(response: tuple[Any, dict[str, Any]]) -> None:
+@given(responses, st.booleans())
+def test_response_round_trip(response: tuple[Any, dict[str, Any]], utf8: bool) -> None:
     data, options = response
-    built = build_response(data, **options)
+    built = build_response(data, **options, utf8=utf8)
     framed = frame_one(Role.CLIENT, built.raw)
     assert framed == built
     parsed = Response.parse(framed)
@@ -859,7 +885,9 @@ response_pieces = st.one_of(
             b'* 1 FETCH (ENVELOPE ("d" "s" NIL NIL NIL NIL NIL NIL NIL "<a"b@x>"))\r\n',
         ]
     ),
-    responses.map(lambda r: build_response(r[0], **r[1]).raw),
+    # NAMESPACE is left out here: its skeleton with a streamed prefix raises ValueError
+    # (test_namespace_skeleton_with_streamed_prefix); it is round-tripped below.
+    responses_without_namespace.map(lambda r: build_response(r[0], **r[1]).raw),
     st.builds(
         lambda n, data: b"* %d FETCH (UID %d BODY[] " % (n, n) + lit(data) + b")\r\n",
         numbers32,
@@ -1109,7 +1137,7 @@ def test_mutated_responses_raise_only_protocol_errors(data: bytes, options: dict
 # -- d. modified UTF-7 ---------------------------------------------------------------------
 
 
-@settings(deadline=None, max_examples=300)
+@settings(deadline=None, max_examples=300, derandomize=True)
 @given(st.text())
 def test_mutf7_round_trip(text: str) -> None:
     encoded = mutf7_encode(text)
@@ -1117,7 +1145,7 @@ def test_mutf7_round_trip(text: str) -> None:
     assert mutf7_decode(encoded) == text
 
 
-@settings(deadline=None, max_examples=300)
+@settings(deadline=None, max_examples=300, derandomize=True)
 @given(
     st.one_of(
         st.binary(max_size=24),
@@ -1311,3 +1339,38 @@ def test_esearch_accessors_on_good_data() -> None:
 def test_parameter_without_value_then_another(name: str, args: Any) -> None:
     built = build_command(b"t1", name, args)
     assert Command.parse(built).args == args
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("SELECT", SelectArgs(Mailbox(b"~peter/mail/&U,BTFw-"))),  # RFC 3501 5.1.3 example
+        ("LOGIN", LoginArgs(b"bob", Secret(b"~secret"))),
+        ("LIST", ListArgs(Mailbox(b""), (b"~peter/%",))),
+        ("SEARCH", SearchArgs(SearchKey("SUBJECT", (b"~x",)))),
+    ],
+)
+def test_astring_starting_with_tilde(name: str, args: Any) -> None:
+    built = build_command(b"t1", name, args)
+    assert b" ~" in built.raw  # written as an atom, which the grammar allows
+    assert Command.parse(built).args == args
+
+
+@pytest.mark.xfail(
+    strict=True, reason="BUG: a NAMESPACE skeleton with a streamed prefix literal raises ValueError"
+)
+def test_namespace_skeleton_with_streamed_prefix() -> None:
+    framer = Framer(Role.CLIENT, inline_literal=1)
+    framer.receive_data(b'* NAMESPACE NIL NIL (({2}\r\nab "/"))\r\n')
+    events = []
+    while (event := framer.next_event()) is not NEED_DATA:
+        events.append(event)
+    assert [type(e).__name__ for e in events] == ["FramePart", "LiteralChunk", "FramePart"]
+    last = events[-1]
+    assert isinstance(last, FramePart)
+    assert last.frame.raw == b'* NAMESPACE NIL NIL (({2}\r\n "/"))\r\n'
+    try:
+        data = Response.parse(last.frame).data
+    except RemoteProtocolError:
+        return
+    assert isinstance(data, NamespaceData)

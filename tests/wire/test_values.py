@@ -670,10 +670,6 @@ def test_parsed_credentials_are_secrets(raw: bytes) -> None:
         assert args.initial_response == Secret(b"AGJvYgBodW50ZXIy")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a malformed LOGIN's ParseError text (and BAD reply) quotes the password",
-)
 @pytest.mark.parametrize(
     "raw",
     [b'a1 LOGIN bob "hunter2\r\n', b"a1 LOGIN bob (hunter2)\r\n"],
