@@ -193,7 +193,7 @@ def _text(value: Value) -> bytes | None:
 def _number(value: Value) -> int:
     """A size or line count, rectified: NIL and negatives 0, floats truncated."""
     raw = _text(value)
-    if raw is None:
+    if raw is None or len(raw) > 24:
         return 0
     try:
         number = int(raw)

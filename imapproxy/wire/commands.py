@@ -462,11 +462,7 @@ def _params(reader: Reader) -> list[tuple[str, Value]]:
     reader.char(0x28)
     while True:
         name = reader.keyword()
-        value: Value = None
-        if reader.next_is_sp_item():
-            reader.sp()
-            value = reader.value()
-        params.append((name, value))
+        params.append((name, reader.maybe_ext_value()))
         if reader.maybe_char(0x29):
             break
         reader.sp()
@@ -490,11 +486,7 @@ def _select(reader: Reader) -> SelectArgs:
                 reader.sp()
                 qresync = _qresync(reader)
             else:
-                value: Value = None
-                if reader.next_is_sp_item():
-                    reader.sp()
-                    value = reader.value()
-                other.append((name, value))
+                other.append((name, reader.maybe_ext_value()))
             if reader.maybe_char(0x29):
                 break
             reader.sp()
@@ -548,11 +540,7 @@ def _create(reader: Reader) -> CreateArgs:
                 reader.sp()
                 special_use = reader.flag_list()
             else:
-                value: Value = None
-                if reader.next_is_sp_item():
-                    reader.sp()
-                    value = reader.value()
-                other.append((name, value))
+                other.append((name, reader.maybe_ext_value()))
             if reader.maybe_char(0x29):
                 break
             reader.sp()
@@ -732,11 +720,7 @@ def _fetch(reader: Reader) -> FetchArgs:
             elif name == "VANISHED":
                 vanished = True
             else:
-                value: Value = None
-                if reader.next_is_sp_item():
-                    reader.sp()
-                    value = reader.value()
-                other.append((name, value))
+                other.append((name, reader.maybe_ext_value()))
             if reader.maybe_char(0x29):
                 break
             reader.sp()

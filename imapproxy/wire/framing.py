@@ -555,7 +555,7 @@ class Framer:
         buf = self._buf
         if end - seg < 3 or buf[end - 1] != _RBRACE:
             return None
-        if self.role is Role.CLIENT and seg == self._pos and buf[seg] == _PLUS:
+        if self.role is Role.CLIENT and seg == self._pos and not self._skel and buf[seg] == _PLUS:
             return None  # a continuation request's text is never a literal
         brace = buf.rfind(b"{", max(seg, end - 23), end - 1)
         if brace < 0:

@@ -54,6 +54,7 @@ _ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\]]+')
 _ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\]+')
 _LIST_CHARS = re.compile(rb'[^\x00-\x20\x7f(){"\\]+')
 _NUMBER = re.compile(rb"[0-9]+")
+_MAX_DIGITS = 20  # number64 has at most 19; longer runs are refused before int()
 _QUOTED = re.compile(rb'"((?:[^"\\\r\n\x00]|\\[^\r\n\x00])*)"')
 _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 _SEQ_CHARS = re.compile(rb"[0-9*:,$]+")
@@ -235,6 +236,26 @@ class Reader:
             return True
         return False
 
+    def maybe_ext_value(self) -> Value | None:
+        """A ``tagged-ext-val`` after SP, if one follows (RFC 4466).
+
+        Parameters of SELECT, CREATE, FETCH modifiers and the like have optional
+        values that are numbers, sequence sets or parenthesised lists, never
+        atoms; so a following atom is the next parameter, not a value.
+        """
+        pos = self.pos
+        while pos < self.end and self.raw[pos] == _SP:
+            pos += 1
+        if pos == self.pos or pos >= self.end:
+            return None
+        octet = self.raw[pos]
+        if not (octet == _LPAREN or octet in b"0123456789*$"):
+            return None
+        self.pos = pos
+        if octet == _LPAREN:
+            return self.value()
+        return Atom(self._match(_SEQ_CHARS, "value"))
+
     def close_paren(self) -> None:
         """``)``, accepting SP before it (QUIRKS F4)."""
         while self.pos < self.end and self.raw[self.pos] == _SP:
@@ -278,9 +299,16 @@ class Reader:
         if self.maybe_keyword(word) is None:
             raise self.error(f"Expected {word}")
 
+    def _digits(self) -> int:
+        token = self._match(_NUMBER, "number")
+        if len(token) > _MAX_DIGITS:
+            self.pos -= len(token)
+            raise self.error("Number out of range")
+        return int(token)
+
     def number(self) -> int:
         """``number`` (32 bits) -- 64-bit values use :meth:`number64`."""
-        value = int(self._match(_NUMBER, "number"))
+        value = self._digits()
         if value > 0xFFFFFFFF:
             raise self.error("Number out of range")
         return value
@@ -293,7 +321,7 @@ class Reader:
 
     def number64(self) -> int:
         """``number64`` (RFC 9051; mod-sequence values, sizes)."""
-        value = int(self._match(_NUMBER, "number"))
+        value = self._digits()
         if value > _MAX_NUMBER64:
             raise self.error("Number out of range")
         return value

@@ -255,7 +255,12 @@ class EsearchData:
 
     def _int(self, name: str) -> int | None:
         value = self._get(name)
-        return int(value.value) if isinstance(value, Atom) and value.value.isdigit() else None
+        if not isinstance(value, Atom):
+            return None
+        reader = Reader(Frame(value.value + b"\r\n"))
+        number = reader.number64()
+        reader.expect_end()
+        return number
 
     @property
     def min(self) -> int | None:
@@ -275,8 +280,14 @@ class EsearchData:
 
     @property
     def all(self) -> SequenceSet | None:
+        """The ALL result. Raises ParseError if it is not a sequence set."""
         value = self._get("ALL")
-        return SequenceSet.parse(value.value) if isinstance(value, Atom) else None
+        if not isinstance(value, Atom):
+            return None
+        reader = Reader(Frame(value.value + b"\r\n"))
+        result = reader.sequence_set()
+        reader.expect_end()
+        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -691,6 +702,8 @@ def _namespace_list(reader: Reader) -> tuple[NamespaceDescriptor, ...] | None:
         prefix = entry[0]
         delimiter = entry[1] if len(entry) > 1 else None
         if isinstance(prefix, Literal):
+            if prefix.streamed:
+                raise reader.error("Namespace prefix too large")
             prefix = prefix.data
         if not isinstance(prefix, bytes) or not (delimiter is None or isinstance(delimiter, bytes)):
             raise reader.error("Expected namespace prefix and delimiter")
@@ -771,6 +784,8 @@ def _fetch_modseq(reader: Reader) -> int:
     match = _SIGNED.match(reader.raw, reader.pos, reader.end)
     if match is None:
         raise reader.error("Expected mod-sequence")
+    if len(match.group()) > 20:
+        raise reader.error("Number out of range")
     reader.pos = match.end()
     value = max(int(match.group()), 0)
     if value > (1 << 63) - 1:

@@ -273,8 +273,8 @@ class SequenceSet:
         ordered = sorted(set(numbers))
         ranges: list[tuple[int | None, int | None]] = []
         for n in ordered:
-            if n < 1:
-                raise ValueError("sequence numbers and UIDs start at 1")
+            if not 1 <= n <= _MAX_NUMBER:
+                raise ValueError("sequence numbers and UIDs are 32-bit numbers from 1")
             if ranges:
                 first, last = ranges[-1]
                 if last is not None and n == last + 1:
