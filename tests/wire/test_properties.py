@@ -7,7 +7,10 @@ c. Serializing typed command arguments and response data, framing the result and
    parsing it gives the same values back (and LITERAL+ frames become the sync ones).
 d. Modified UTF-7 round trips, and decoding accepts only canonical encodings.
 
-Bugs the properties led to are pinned by focused xfail tests at the end.
+The settings are derandomized (the same examples every run) so the suite is
+deterministic; raise max_examples locally to hunt. Bugs the properties led to are
+pinned by focused tests at the end: strict xfail while open, plain regression tests
+once fixed. Strategies steer around the open ones (each place says which).
 """
 
 from __future__ import annotations
@@ -285,13 +288,16 @@ qresync_params = st.builds(
 
 
 def parameters(exclude: tuple[str, ...]) -> st.SearchStrategy[tuple[tuple[str, Any], ...]]:
-    """SELECT/FETCH parameters. A parameter without a value is only generated last:
-    before another one it is misread (see test_parameter_without_value_then_another)."""
+    """SELECT/FETCH parameters: values are RFC 4466 tagged-ext-vals (a number, a
+    sequence set or a parenthesised list), or absent."""
     named = upper_names.filter(lambda n: n not in exclude)
-    return st.tuples(
-        st.lists(st.tuples(named, generic_values.filter(lambda v: v is not None)), max_size=2),
-        st.lists(st.tuples(named, st.none()), max_size=1),
-    ).map(lambda t: tuple(t[0] + t[1]))
+    ext_values = st.one_of(
+        st.none(),
+        numbers64.map(lambda n: Atom(b"%d" % n)),
+        plain_sequence_sets.map(lambda s: Atom(bytes(s))),
+        st.lists(generic_values, max_size=3).map(tuple),
+    )
+    return st.lists(st.tuples(named, ext_values), max_size=3).map(tuple)
 
 
 select_other = parameters(("CONDSTORE", "QRESYNC"))
@@ -1134,6 +1140,163 @@ def test_mutated_responses_raise_only_protocol_errors(data: bytes, options: dict
     _feed_and_parse(Role.CLIENT, [data], options, True)
 
 
+TOKENS = [
+    b"(",
+    b")",
+    b"((",
+    b"))",
+    b" ",
+    b"  ",
+    b"NIL",
+    b"nil",
+    b'"x"',
+    b'""',
+    b'"a\\"b"',
+    b'"',
+    b"0",
+    b"1",
+    b"7",
+    b"4294967295",
+    b"4294967296",
+    b"18446744073709551616",
+    b"-1",
+    b"1.5",
+    b"*",
+    b"1:*",
+    b"$",
+    b"1,3:5",
+    b":",
+    b",",
+    b"[",
+    b"]",
+    b"<",
+    b">",
+    b"<0>",
+    b"<0.10>",
+    b"BODY",
+    b"BODY[]",
+    b"BODY[HEADER.FIELDS (FROM)]",
+    b"BODY.PEEK[1.MIME]",
+    b"BINARY[1]",
+    b"BINARY.SIZE[2]",
+    b"UID",
+    b"FLAGS",
+    b"\\Seen",
+    b"\\*",
+    b"MODSEQ",
+    b"ENVELOPE",
+    b"BODYSTRUCTURE",
+    b"INTERNALDATE",
+    b'"01-Jan-2024 00:00:00 +0000"',
+    b"RFC822.SIZE",
+    b"{3}\r\nabc",
+    b"{0}\r\n",
+    b"~{2}\r\n\x00\x01",
+    b"{2+}\r\nab",
+    b"OR",
+    b"NOT",
+    b"ALL",
+    b"SINCE",
+    b"1-Jan-2024",
+    b"HEADER",
+    b"CHARSET",
+    b"RETURN",
+    b"EARLIER",
+    b"TAG",
+    b"MIN",
+    b"CHANGEDSINCE",
+    b"UNCHANGEDSINCE",
+    b"QRESYNC",
+    b"CONDSTORE",
+    b"+FLAGS.SILENT",
+    b"USE",
+    b"UTF8",
+    b"CATENATE",
+    b"TEXT",
+    b"URL",
+    b"\xff",
+    b"\x00",
+    b"=",
+    b"AGJvYg==",
+    b"~",
+]
+COMMAND_HEADS = [
+    b"a1 FETCH ",
+    b"a1 UID FETCH ",
+    b"a1 SEARCH ",
+    b"a1 UID SEARCH ",
+    b"a1 STORE ",
+    b"a1 SELECT ",
+    b"a1 EXAMINE ",
+    b"a1 LIST ",
+    b"a1 LSUB ",
+    b"a1 STATUS ",
+    b"a1 APPEND ",
+    b"a1 LOGIN ",
+    b"a1 AUTHENTICATE ",
+    b"a1 ENABLE ",
+    b"a1 ID ",
+    b"a1 CREATE ",
+    b"a1 RENAME ",
+    b"a1 COPY ",
+    b"a1 UID EXPUNGE ",
+    b"a1 COMPRESS ",
+    b"a1 XUNKNOWN ",
+    b"a1 UID ",
+]
+RESPONSE_HEADS = [
+    b"* 1 FETCH ",
+    b"* 1 FETCH (",
+    b"* SEARCH ",
+    b"* SORT ",
+    b"* ESEARCH ",
+    b"* LIST ",
+    b"* LSUB ",
+    b"* STATUS ",
+    b"* FLAGS ",
+    b"* CAPABILITY ",
+    b"* ENABLED ",
+    b"* VANISHED ",
+    b"* ID ",
+    b"* NAMESPACE ",
+    b"* OK ",
+    b"a1 OK ",
+    b"a1 NO ",
+    b"* BYE ",
+    b"* 3 EXISTS",
+    b"+ ",
+    b"* [",
+    b"[",
+    b"* OK [",
+    b"* XUNKNOWN ",
+    b"* 1 FETCH (BODYSTRUCTURE ",
+    b"* 1 FETCH (ENVELOPE ",
+]
+
+
+def token_soup(heads: list[bytes]) -> st.SearchStrategy[bytes]:
+    line = st.tuples(st.sampled_from(heads), st.lists(st.sampled_from(TOKENS), max_size=25)).map(
+        lambda t: t[0] + b"".join(t[1]) + b"\r\n"
+    )
+    return st.lists(line, min_size=1, max_size=4).map(b"".join)
+
+
+@MEDIUM
+@given(token_soup(COMMAND_HEADS), small_framer_options)
+def test_command_token_soup_raises_only_protocol_errors(
+    data: bytes, options: dict[str, int]
+) -> None:
+    _feed_and_parse(Role.SERVER, [data], options, True)
+
+
+@MEDIUM
+@given(token_soup(RESPONSE_HEADS), small_framer_options)
+def test_response_token_soup_raises_only_protocol_errors(
+    data: bytes, options: dict[str, int]
+) -> None:
+    _feed_and_parse(Role.CLIENT, [data], options, True)
+
+
 # -- d. modified UTF-7 ---------------------------------------------------------------------
 
 
@@ -1206,17 +1369,27 @@ def test_binary_bytes_with_nul_is_written_as_literal8() -> None:
     assert built.raw == b"* 1 FETCH (BINARY[1] ~{6}\r\nhe\x00llo)\r\n"
 
 
-@pytest.mark.xfail(
+NON_FINITE = pytest.mark.xfail(
     strict=True, reason="BUG: a non-finite BODYSTRUCTURE size (inf, 1e999) raises OverflowError"
 )
-@pytest.mark.parametrize("size", [b"inf", b"1e999", b"-inf", b"9" * 5000])
-def test_bodystructure_non_finite_size(size: bytes) -> None:
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(b"inf", marks=NON_FINITE),
+        pytest.param(b"1e999", marks=NON_FINITE),
+        pytest.param(b"-inf", marks=NON_FINITE),
+        b"9" * 5000,
+        b"9" * 25,
+    ],
+)
+def test_bodystructure_unrepresentable_size_reads_as_zero(size: bytes) -> None:
+    # bodystructure.py: odd sizes are rectified rather than refused.
     raw = b'* 1 FETCH (BODYSTRUCTURE ("TEXT" "PLAIN" NIL NIL NIL "7BIT" ' + size + b" 1))\r\n"
-    try:
-        data = _response_data(raw)
-    except RemoteProtocolError:
-        return
-    assert isinstance(data, FetchData)
+    body = _response_data(raw).get("BODYSTRUCTURE")
+    assert isinstance(body, BodyPart)
+    assert (body.size, body.lines) == (0, 1)
 
 
 def test_bodystructure_odd_sizes_are_rectified() -> None:
@@ -1245,10 +1418,6 @@ def test_deep_bodystructure_raises_protocol_error() -> None:
 HUGE = b"1" * 5000  # over Python's 4300-digit int() limit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: numbers over 4300 digits raise ValueError (int() limit), not ParseError",
-)
 @pytest.mark.parametrize(
     ("role", "raw"),
     [
@@ -1272,10 +1441,6 @@ def test_huge_sequence_numbers_raise_protocol_error() -> None:
         _command_args(b"a1 FETCH " + HUGE + b" (UID)\r\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: typed accessors raise ValueError on bad data (ESEARCH ALL, big numbers)",
-)
 @pytest.mark.parametrize(
     ("raw", "accessor"),
     [
@@ -1292,9 +1457,6 @@ def test_esearch_accessors_raise_only_protocol_errors(raw: bytes, accessor: str)
         getattr(data, accessor)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: ResponseCode.number on a 5000-digit value raises ValueError"
-)
 def test_response_code_number_huge() -> None:
     data = _response_data(b"a1 OK [UIDNEXT " + HUGE + b"] x\r\n")
     assert isinstance(data, Condition)
@@ -1317,10 +1479,6 @@ def test_esearch_accessors_on_good_data() -> None:
     assert data.all == SequenceSet(((2, 2), (5, 9)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a SELECT/FETCH parameter without a value swallows the next parameter as its value",
-)
 @pytest.mark.parametrize(
     ("name", "args"),
     [
@@ -1356,9 +1514,6 @@ def test_astring_starting_with_tilde(name: str, args: Any) -> None:
     assert Command.parse(built).args == args
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: a NAMESPACE skeleton with a streamed prefix literal raises ValueError"
-)
 def test_namespace_skeleton_with_streamed_prefix() -> None:
     framer = Framer(Role.CLIENT, inline_literal=1)
     framer.receive_data(b'* NAMESPACE NIL NIL (({2}\r\nab "/"))\r\n')
