@@ -1350,7 +1350,7 @@ def test_namespace_extension_literal_values_round_trip() -> None:
         (NamespaceDescriptor(b"", b"/", ((b"X-PARAM", ("fr\u00e9".encode(), b"b")),)),), None, None
     )
     built = build_response(data)
-    assert built.raw == b'* NAMESPACE (("" "/" "X-PARAM" ({3}\r\nfr\xc3\xa9 "b"))) NIL NIL\r\n'
+    assert built.raw == b'* NAMESPACE (("" "/" "X-PARAM" ({4}\r\nfr\xc3\xa9 "b"))) NIL NIL\r\n'
     assert _response_data(built.raw) == data
 
 
