@@ -22,6 +22,7 @@ always forwards the original bytes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -176,7 +177,10 @@ def read_body(reader: Reader) -> Body:
     value = reader.value()
     if not isinstance(value, tuple):
         raise reader.error("Expected body structure")
-    return body_from_value(value, 0)
+    try:
+        return body_from_value(value, 0)
+    except ValueError as exc:
+        raise reader.error(str(exc)) from exc
 
 
 def _text(value: Value) -> bytes | None:
@@ -199,9 +203,12 @@ def _number(value: Value) -> int:
         number = int(raw)
     except ValueError:
         try:
-            number = int(float(raw))
+            as_float = float(raw)
         except ValueError:
             return 0
+        if not math.isfinite(as_float):
+            return 0
+        number = int(as_float)
     return max(number, 0)
 
 

@@ -845,7 +845,7 @@ def _fetch_value(b: FrameBuilder, item: FetchItem, value: FetchValue) -> None:
     elif name in ("BODYSTRUCTURE", "BODY") and isinstance(value, BodyPart | Multipart):
         write_body(b, value, extensible=name == "BODYSTRUCTURE")
     elif name == "BINARY" and isinstance(value, bytes | Literal):
-        data = value.view() if isinstance(value, Literal) else value
+        data = value.data if isinstance(value, Literal) else value
         b.literal(data, binary=b"\x00" in data)
     elif isinstance(value, bytes) and item.section is not None:
         b.literal(value)  # section data: always a literal, as servers do

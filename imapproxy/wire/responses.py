@@ -712,7 +712,15 @@ def _namespace_list(reader: Reader) -> tuple[NamespaceDescriptor, ...] | None:
         for i in range(0, len(rest) - 1, 2):
             name, values = rest[i], rest[i + 1]
             if isinstance(name, bytes) and isinstance(values, tuple):
-                extensions.append((name, tuple(v for v in values if isinstance(v, bytes))))
+                strings = []
+                for v in values:
+                    if isinstance(v, Literal):
+                        if v.streamed:
+                            raise reader.error("Namespace extension value too large")
+                        v = v.data
+                    if isinstance(v, bytes):
+                        strings.append(v)
+                extensions.append((name, tuple(strings)))
         descriptors.append(NamespaceDescriptor(prefix, delimiter, tuple(extensions)))
     return tuple(descriptors)
 
