@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck format bench dovecot venv clean
+.PHONY: test demo lint typecheck format bench coverage dovecot venv clean
 
 test: venv dovecot lint typecheck
 	$(BIN)/pytest
@@ -17,6 +17,10 @@ demo: venv dovecot
 
 bench: venv dovecot
 	$(BIN)/python bench/codec.py
+
+coverage: venv dovecot
+	$(BIN)/coverage run -m pytest -q
+	$(BIN)/coverage report
 
 lint: venv
 	$(BIN)/ruff check .

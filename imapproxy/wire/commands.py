@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal as TypingLiteral
 
@@ -453,20 +453,23 @@ def _compress(reader: Reader) -> CompressArgs:
     return CompressArgs(mechanism)
 
 
-def _params(reader: Reader) -> list[tuple[str, Value]]:
-    """``SP "(" name [SP value] *(SP name [SP value]) ")"`` of SELECT/CREATE."""
-    params: list[tuple[str, Value]] = []
+def _param_names(reader: Reader) -> Iterator[str]:
+    """The names in an optional ``SP "(" param *(SP param) ")"`` (RFC 4466).
+
+    SELECT/EXAMINE and CREATE parameters and FETCH modifiers share this shape; the
+    caller reads each parameter's value, if it has one, before asking for the next.
+    """
     if reader.at_end():
-        return params
+        return
     reader.sp()
     reader.char(0x28)
     while True:
-        name = reader.keyword()
-        params.append((name, reader.maybe_ext_value()))
+        yield reader.keyword()
+        spaced = reader.maybe_sp()
         if reader.maybe_char(0x29):
-            break
-        reader.sp()
-    return params
+            return
+        if not spaced:
+            raise reader.error("Expected SP or ')'")
 
 
 def _select(reader: Reader) -> SelectArgs:
@@ -475,21 +478,14 @@ def _select(reader: Reader) -> SelectArgs:
     condstore = False
     qresync = None
     other: list[tuple[str, Value]] = []
-    if not reader.at_end():
-        reader.sp()
-        reader.char(0x28)
-        while True:
-            name = reader.keyword()
-            if name == "CONDSTORE":
-                condstore = True
-            elif name == "QRESYNC":
-                reader.sp()
-                qresync = _qresync(reader)
-            else:
-                other.append((name, reader.maybe_ext_value()))
-            if reader.maybe_char(0x29):
-                break
+    for name in _param_names(reader):
+        if name == "CONDSTORE":
+            condstore = True
+        elif name == "QRESYNC":
             reader.sp()
+            qresync = _qresync(reader)
+        else:
+            other.append((name, reader.maybe_ext_value()))
     reader.expect_end()
     return SelectArgs(mailbox, condstore, qresync, tuple(other))
 
@@ -530,20 +526,13 @@ def _create(reader: Reader) -> CreateArgs:
     reader.sp()
     mailbox = reader.mailbox()
     special_use: tuple[bytes, ...] = ()
-    other = []
-    if not reader.at_end():
-        reader.sp()
-        reader.char(0x28)
-        while True:
-            name = reader.keyword()
-            if name == "USE":
-                reader.sp()
-                special_use = reader.flag_list()
-            else:
-                other.append((name, reader.maybe_ext_value()))
-            if reader.maybe_char(0x29):
-                break
+    other: list[tuple[str, Value]] = []
+    for name in _param_names(reader):
+        if name == "USE":
             reader.sp()
+            special_use = reader.flag_list()
+        else:
+            other.append((name, reader.maybe_ext_value()))
     reader.expect_end()
     return CreateArgs(mailbox, special_use, tuple(other))
 
@@ -709,21 +698,14 @@ def _fetch(reader: Reader) -> FetchArgs:
     changedsince = None
     vanished = False
     other: list[tuple[str, Value]] = []
-    if not reader.at_end():
-        reader.sp()
-        reader.char(0x28)
-        while True:
-            name = reader.keyword()
-            if name == "CHANGEDSINCE":
-                reader.sp()
-                changedsince = reader.number64()  # 0 accepted (QUIRKS K3)
-            elif name == "VANISHED":
-                vanished = True
-            else:
-                other.append((name, reader.maybe_ext_value()))
-            if reader.maybe_char(0x29):
-                break
+    for name in _param_names(reader):
+        if name == "CHANGEDSINCE":
             reader.sp()
+            changedsince = reader.number64()  # 0 accepted (QUIRKS K3)
+        elif name == "VANISHED":
+            vanished = True
+        else:
+            other.append((name, reader.maybe_ext_value()))
     reader.expect_end()
     return FetchArgs(seqset, items, macro, changedsince, vanished, tuple(other))
 
