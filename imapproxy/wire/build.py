@@ -56,6 +56,14 @@ from imapproxy.wire.commands import (
 )
 from imapproxy.wire.errors import LocalProtocolError
 from imapproxy.wire.framing import Frame, LiteralSpan
+from imapproxy.wire.grammar import (
+    ASTRING_WRITE,
+    ATOM_WRITE,
+    FLAG_WRITE,
+    LIST_WRITE,
+    QUOTABLE,
+    TAG,
+)
 from imapproxy.wire.reader import Atom, Literal, Value
 from imapproxy.wire.responses import (
     CapabilityData,
@@ -81,13 +89,7 @@ from imapproxy.wire.values import FetchItem, Mailbox, SequenceSet, format_date, 
 
 __all__ = ["FrameBuilder", "build_command", "build_response", "continuation"]
 
-_ATOM_CHARS = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+')
-_ASTRING_CHARS = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+')
-_LIST_CHARS = re.compile(rb'[^\x00-\x20\x7f-\xff(){"\\]+')
-_QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*")
 _QUOTABLE_UTF8 = re.compile(rb"[^\x00\r\n]*")
-_TAG_CHARS = re.compile(rb"[\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]+")
-_FLAG_CHARS = re.compile(rb'\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+|\\\*')
 T = TypeVar("T")
 _MAX_QUOTED = 1024
 _COMMAND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?: [A-Za-z]+)?", re.ASCII)
@@ -148,14 +150,14 @@ class FrameBuilder:
         return self._add(b" ")
 
     def tag(self, tag: bytes) -> FrameBuilder:
-        if _TAG_CHARS.fullmatch(tag) is None:
+        if TAG.fullmatch(tag) is None:
             raise LocalProtocolError(f"invalid tag {tag!r}")
         return self._add(tag)
 
     def atom(self, data: bytes | str) -> FrameBuilder:
         if isinstance(data, str):
             data = _ascii(data)
-        if _ATOM_CHARS.fullmatch(data) is None:
+        if ATOM_WRITE.fullmatch(data) is None:
             raise LocalProtocolError(f"not an atom: {data[:40]!r}")
         return self._add(data)
 
@@ -168,7 +170,7 @@ class FrameBuilder:
         return self._add(b"NIL")
 
     def quoted(self, data: bytes) -> FrameBuilder:
-        pattern = _QUOTABLE_UTF8 if self.utf8 else _QUOTABLE
+        pattern = _QUOTABLE_UTF8 if self.utf8 else QUOTABLE
         if pattern.fullmatch(data) is None or not _utf8_ok(data):
             raise LocalProtocolError("value cannot be a quoted string")
         return self._add(b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"')
@@ -185,7 +187,7 @@ class FrameBuilder:
     def _quotable(self, data: bytes) -> bool:
         if len(data) > _MAX_QUOTED:
             return False
-        pattern = _QUOTABLE_UTF8 if self.utf8 else _QUOTABLE
+        pattern = _QUOTABLE_UTF8 if self.utf8 else QUOTABLE
         return pattern.fullmatch(data) is not None and _utf8_ok(data)
 
     def string(self, data: bytes) -> FrameBuilder:
@@ -196,7 +198,7 @@ class FrameBuilder:
 
     def astring(self, data: bytes) -> FrameBuilder:
         """``astring``: an atom when every octet allows it (``NIL`` is quoted)."""
-        if _ASTRING_CHARS.fullmatch(data) is not None and data.upper() != b"NIL":
+        if ASTRING_WRITE.fullmatch(data) is not None and data.upper() != b"NIL":
             return self._add(data)
         return self.string(data)
 
@@ -207,12 +209,12 @@ class FrameBuilder:
         return self.astring(mailbox.raw)
 
     def list_mailbox(self, pattern: bytes) -> FrameBuilder:
-        if _LIST_CHARS.fullmatch(pattern) is not None:
+        if LIST_WRITE.fullmatch(pattern) is not None:
             return self._add(pattern)
         return self.string(pattern)
 
     def flag(self, flag: bytes) -> FrameBuilder:
-        if _FLAG_CHARS.fullmatch(flag) is None:
+        if FLAG_WRITE.fullmatch(flag) is None:
             raise LocalProtocolError(f"not a flag: {flag[:40]!r}")
         return self._add(flag)
 

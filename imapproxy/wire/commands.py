@@ -27,6 +27,7 @@ from typing import Literal as TypingLiteral
 
 from imapproxy.wire.errors import Reply
 from imapproxy.wire.framing import Frame
+from imapproxy.wire.grammar import TAG_CHAR
 from imapproxy.wire.reader import Atom, Literal, ParseError, Reader, Value
 from imapproxy.wire.search import SearchKey, read_search_program
 from imapproxy.wire.values import FetchItem, Mailbox, Secret, SequenceSet
@@ -56,9 +57,7 @@ __all__ = [
     "UidExpungeArgs",
 ]
 
-_HEAD = re.compile(
-    rb"([\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]+) +([A-Za-z0-9][A-Za-z0-9._-]*)"
-)
+_HEAD = re.compile(rb"(" + TAG_CHAR + rb"+) +([A-Za-z0-9][A-Za-z0-9._-]*)")
 _SECRET_COMMANDS = frozenset(("LOGIN", "AUTHENTICATE"))
 _UID_SUB = re.compile(rb" +([A-Za-z]+)")
 _BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")

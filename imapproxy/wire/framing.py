@@ -54,6 +54,7 @@ import re
 from dataclasses import dataclass, field
 
 from imapproxy.wire.errors import RemoteProtocolError, Reply
+from imapproxy.wire.grammar import TAG_CHAR
 
 __all__ = [
     "NEED_DATA",
@@ -92,7 +93,7 @@ _TILDE = 0x7E
 # Everything before a "{" that is outside a quoted string (possessive, so no
 # backtracking). Used only on command lines that end with a literal announcement.
 _QUOTE_BALANCED = re.compile(rb'(?:[^"]++|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
-_TAG = re.compile(rb"[\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]{1,64}(?= )")
+_TAG = re.compile(TAG_CHAR + rb"{1,64}(?= )")
 
 
 class Role(enum.Enum):

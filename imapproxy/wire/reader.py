@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from imapproxy.wire.errors import RemoteProtocolError, Reply
 from imapproxy.wire.framing import Frame, LiteralSpan
+from imapproxy.wire.grammar import ASTRING_READ, ATOM_READ, FLAG_READ, LIST_READ
 from imapproxy.wire.values import (
     FetchItem,
     Mailbox,
@@ -50,17 +51,16 @@ _RBRACKET = 0x5D
 _BACKSLASH = 0x5C
 _CR = 0x0D
 
-_ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\]]+')
-_ASTRING_ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\]+')
-_LIST_CHARS = re.compile(rb'[^\x00-\x20\x7f(){"\\]+')
+_ATOM = ATOM_READ
+_ASTRING_ATOM = ASTRING_READ
+_LIST_CHARS = LIST_READ
 _NUMBER = re.compile(rb"[0-9]+")
 _MAX_DIGITS = 20  # number64 has at most 19; longer runs are refused before int()
 _QUOTED = re.compile(rb'"((?:[^"\\\r\n\x00]|\\[^\r\n\x00])*)"')
 _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 _SEQ_CHARS = re.compile(rb"[0-9*:,$]+")
 _SPACES = re.compile(rb" +")
-# Flags: "\\Seen", keywords, "\\*"; "[" and "]" accepted inside (QUIRKS L7, Gmail).
-_FLAG = re.compile(rb'\\?[^\x00-\x20\x7f(){%*"\\]+|\\\*')
+_FLAG = FLAG_READ
 # Generic tokens of unknown commands and responses: an atom, possibly with a
 # bracketed part and a partial, e.g. BODY[HEADER.FIELDS (A B)]<0.10>.
 _GENERIC_ATOM = re.compile(rb'[^\x00-\x20\x7f(){"\\\[\]]+|\\\*|\\')

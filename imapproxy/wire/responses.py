@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from imapproxy.wire.bodystructure import Body, Envelope, read_body, read_envelope
 from imapproxy.wire.commands import read_id_params
 from imapproxy.wire.framing import Frame
+from imapproxy.wire.grammar import TAG_CHAR
 from imapproxy.wire.reader import Atom, Literal, ParseError, Reader, Value
 from imapproxy.wire.values import FetchItem, Mailbox, SequenceSet, parse_datetime
 
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 _UNTAGGED = re.compile(rb"\* +(?:([0-9]{1,10}) +)?([A-Za-z][A-Za-z0-9._-]*)?")
-_TAGGED = re.compile(rb"([\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]+) +([A-Za-z]+)")
+_TAGGED = re.compile(rb"(" + TAG_CHAR + rb"+) +([A-Za-z]+)")
 _STATUS_NAMES = frozenset(("OK", "NO", "BAD", "BYE", "PREAUTH"))
 _CODE = re.compile(rb"\[([A-Za-z0-9._-]+)(?: +([^\]]*))?\]")
 

@@ -25,6 +25,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from imapproxy.wire.errors import LocalProtocolError
+from imapproxy.wire.grammar import astring_form
+
 __all__ = [
     "STAR",
     "FetchItem",
@@ -173,7 +176,7 @@ class Mailbox:
     @classmethod
     def from_str(cls, name: str, *, utf8: bool = False) -> Mailbox:
         """The wire form of ``name``: modified UTF-7, or UTF-8 under UTF8=ACCEPT."""
-        if name.upper() == "INBOX":
+        if name.isascii() and name.upper() == "INBOX":
             return cls(b"INBOX")
         return cls(name.encode("utf-8") if utf8 else mutf7_encode(name))
 
@@ -185,6 +188,17 @@ class Mailbox:
     def key(self) -> bytes:
         """The comparison key: ``INBOX`` upper-cased, other names as they are."""
         return b"INBOX" if self.is_inbox else self.raw
+
+    def canonical(self, delimiter: bytes | None) -> bytes:
+        """The key with an ``INBOX`` prefix upper-cased too: ``inbox/Sub`` is
+        ``INBOX/Sub`` where ``/`` is the hierarchy delimiter (servers resolve it so;
+        RFC 9051 section 5.1). For rules and views, not for relaying."""
+        if self.is_inbox:
+            return b"INBOX"
+        raw = self.raw
+        if delimiter and raw[:5].upper() == b"INBOX" and raw[5 : 5 + len(delimiter)] == delimiter:
+            return b"INBOX" + raw[5:]
+        return raw
 
     def decode(self, *, utf8: bool = False) -> str:
         """The name as text.
@@ -342,13 +356,15 @@ class SequenceSet:
         return SequenceSet((*merged, *starred))
 
     def contains(self, number: int, largest: int) -> bool:
-        """Whether ``number`` is in the set, ``*`` meaning ``largest``."""
-        return any(a <= number <= b for a, b in self.bounds(largest))
+        """Whether ``number`` is in the set and exists: ``*`` is ``largest``, the
+        largest number in use, and nothing above it exists (``5:*`` with 3 in use
+        is ``3:5``, which holds only 3)."""
+        return number <= largest and any(a <= number <= b for a, b in self.bounds(largest))
 
     def iter(self, largest: int) -> Iterator[int]:
-        """Every number in the set, ascending, ``*`` meaning ``largest``."""
+        """Every existing number in the set, ascending (none above ``largest``)."""
         for a, b in self.bounds(largest):
-            yield from range(a, b + 1)
+            yield from range(a, min(b, largest) + 1)
 
 
 # -- dates (RFC 9051 section 9: date, date-time) --------------------------------
@@ -411,6 +427,13 @@ def format_datetime(value: _dt.datetime) -> bytes:
 _SECTION_TEXTS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME")
 
 
+def _field_form(name: bytes) -> bytes:
+    try:
+        return astring_form(name)
+    except ValueError as exc:
+        raise LocalProtocolError(f"header name {name[:40]!r} cannot be written") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     """The ``[...]`` of ``BODY[...]`` / ``BINARY[...]``.
@@ -432,25 +455,27 @@ class Section:
         if bool(self.fields) != (self.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT")):
             raise ValueError("header fields go with HEADER.FIELDS[.NOT] only")
 
-    def __bytes__(self) -> bytes:
+    def _spec(self, fields: Iterable[bytes]) -> bytes:
         parts = [str(n).encode() for n in self.part]
         if self.text is not None:
             parts.append(self.text.encode())
         spec = b".".join(parts)
         if self.fields:
-            spec += b" (" + b" ".join(self.fields) + b")"
+            spec += b" (" + b" ".join(fields) + b")"
         return spec
+
+    def __bytes__(self) -> bytes:
+        """The section spec as written in a command: header names as astrings.
+
+        Raises:
+            LocalProtocolError: a header name that no astring can carry (CR, LF).
+        """
+        return self._spec(_field_form(f) for f in self.fields)
 
     @property
     def key(self) -> bytes:
         """Comparison key: header names upper-cased (they are case-insensitive)."""
-        parts = [str(n).encode() for n in self.part]
-        if self.text is not None:
-            parts.append(self.text.encode())
-        spec = b".".join(parts)
-        if self.fields:
-            spec += b" (" + b" ".join(f.upper() for f in self.fields) + b")"
-        return spec
+        return self._spec(_field_form(f).upper() for f in self.fields)
 
 
 @dataclass(frozen=True, slots=True)
