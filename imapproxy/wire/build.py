@@ -90,6 +90,9 @@ from imapproxy.wire.values import FetchItem, Mailbox, SequenceSet, format_date, 
 __all__ = ["FrameBuilder", "build_command", "build_response", "continuation"]
 
 _QUOTABLE_UTF8 = re.compile(rb"[^\x00\r\n]*")
+# What a generic atom may hold: no CTL except inside brackets, where SP may appear
+# (BODY[HEADER.FIELDS (A B)]); never CR, LF or NUL.
+_GENERIC_ATOM = re.compile(rb"[^\x00-\x20\x7f(){\"]+(?:\[[^\x00\r\n]*\][^\x00-\x20\x7f(){\"]*)*")
 T = TypeVar("T")
 _MAX_QUOTED = 1024
 _COMMAND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?: [A-Za-z]+)?", re.ASCII)
@@ -191,10 +194,17 @@ class FrameBuilder:
         return pattern.fullmatch(data) is not None and _utf8_ok(data)
 
     def string(self, data: bytes) -> FrameBuilder:
-        """``string``: quoted if possible, else a literal (literal8 if it has NUL)."""
+        """``string``: quoted if possible, else a literal.
+
+        Raises:
+            LocalProtocolError: the value holds NUL, which only a literal8 can
+                carry, and the grammar has none where a string goes.
+        """
         if self._quotable(data):
             return self.quoted(data)
-        return self.literal(data, binary=b"\x00" in data)
+        if b"\x00" in data:
+            raise LocalProtocolError("NUL cannot be sent in a string")
+        return self.literal(data)
 
     def astring(self, data: bytes) -> FrameBuilder:
         """``astring``: an atom when every octet allows it (``NIL`` is quoted)."""
@@ -237,6 +247,8 @@ class FrameBuilder:
         if value is None:
             return self.nil()
         if isinstance(value, Atom):
+            if _GENERIC_ATOM.fullmatch(value.value) is None:
+                raise LocalProtocolError(f"not an atom: {value.value[:40]!r}")
             return self._add(value.value)
         if isinstance(value, bytes):
             return self.string(value)

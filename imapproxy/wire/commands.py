@@ -632,12 +632,12 @@ def _append_message(reader: Reader) -> AppendMessage:
         reader.sp()
     octet = reader.peek()
     if octet in (0x7B, 0x7E):  # "{" or "~"
-        return AppendMessage(flags, date, reader.literal())
+        return AppendMessage(flags, date, reader.literal(binary_ok=True))
     word = reader.keyword()
     if word == "UTF8":
         reader.sp()
         reader.char(0x28)
-        data = reader.literal()
+        data = reader.literal(binary_ok=True)
         if not data.binary:
             raise reader.error("UTF8 data must be a literal8")
         reader.close_paren()

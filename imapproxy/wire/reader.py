@@ -7,10 +7,17 @@ written with it. Literals are found through the frame's literal spans, never by
 looking at the data, and a literal's data is not copied unless asked for
 (:class:`Literal` is a view).
 
-Leniency (QUIRKS.md, "parse leniently"): runs of SP count as one, a SP before
-CRLF or before ``)`` is accepted, 8-bit octets are accepted in atoms, quoted
-strings and text, and -- with ``lenient_quotes`` (responses) -- a quote that is
-not followed by a delimiter does not end a quoted string (QUIRKS F8).
+Leniency (QUIRKS.md, "parse leniently"): runs of SP count as one (F3), a SP
+before CRLF or before ``)`` is accepted (F4), 8-bit octets are accepted in atoms,
+quoted strings and text (F7), and in responses a quote that is not followed by a
+delimiter does not end a quoted string (F8). Each tolerance used is counted in
+``quirks`` (a :class:`collections.Counter` keyed by the QUIRKS.md row) when the
+caller passes one, so a session can log which quirks its peer relied on.
+
+Strictness where leniency would let the proxy and a server read a command
+differently: a literal8 (``~{n}``) is accepted in a command only where the
+grammar has one (APPEND data, ``UTF8 (~{n})``); elsewhere servers refuse it and
+would then read its data as commands (RFC 3516 section 4.2).
 
 Every failure raises :class:`ParseError`, a
 :class:`~imapproxy.wire.errors.RemoteProtocolError` whose reply is a ``BAD``.
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -143,17 +151,37 @@ Value = Atom | bytes | Literal | None | tuple["Value", ...]
 
 
 class Reader:
-    """A cursor over a frame. ``pos`` advances as tokens are read."""
+    """A cursor over a frame. ``pos`` advances as tokens are read.
 
-    __slots__ = ("_lits", "end", "frame", "lenient_quotes", "pos", "raw", "redact")
+    Args:
+        frame: the frame (or skeleton) to read.
+        pos: where to start.
+        response: reading a server response: unescaped quotes are tolerated
+            (QUIRKS F8) and literal8 is accepted wherever a string is.
+        redact: error texts quote no input (LOGIN, AUTHENTICATE).
+        quirks: counts the tolerances used, by QUIRKS.md row.
+    """
+
+    __slots__ = (
+        "_lits",
+        "_probe_failed",
+        "end",
+        "frame",
+        "pos",
+        "quirks",
+        "raw",
+        "redact",
+        "response",
+    )
 
     def __init__(
         self,
         frame: Frame,
         pos: int = 0,
         *,
-        lenient_quotes: bool = False,
+        response: bool = False,
         redact: bool = False,
+        quirks: Counter[str] | None = None,
     ) -> None:
         raw = frame.raw
         self.frame = frame
@@ -166,8 +194,15 @@ class Reader:
             end -= 1
         self.end = end
         self._lits = {lit.announce: lit for lit in frame.literals} if frame.literals else None
-        self.lenient_quotes = lenient_quotes
+        self.response = response
         self.redact = redact
+        self.quirks = quirks
+        self._probe_failed = -1  # see _probe_close()
+
+    def quirk(self, name: str) -> None:
+        """Record that the tolerance for QUIRKS.md row ``name`` was used."""
+        if self.quirks is not None:
+            self.quirks[name] += 1
 
     def error(self, what: str) -> ParseError:
         """A parse error at the current position.
@@ -200,19 +235,21 @@ class Reader:
     def expect_end(self) -> None:
         if not self.at_end():
             raise self.error("Unexpected data")
+        if self.pos != self.end:
+            self.quirk("F4")
         self.pos = self.end
 
     def sp(self) -> None:
         """One SP (or a run of them, QUIRKS F3)."""
-        match = _SPACES.match(self.raw, self.pos, self.end)
-        if match is None:
+        if not self.maybe_sp():
             raise self.error("Expected SP")
-        self.pos = match.end()
 
     def maybe_sp(self) -> bool:
         match = _SPACES.match(self.raw, self.pos, self.end)
         if match is None:
             return False
+        if match.end() - self.pos > 1:
+            self.quirk("F3")
         self.pos = match.end()
         return True
 
@@ -258,9 +295,19 @@ class Reader:
 
     def close_paren(self) -> None:
         """``)``, accepting SP before it (QUIRKS F4)."""
-        while self.pos < self.end and self.raw[self.pos] == _SP:
-            self.pos += 1
+        if self._skip_sp_before_paren():
+            self.quirk("F4")
         self.char(_RPAREN)
+
+    def _skip_sp_before_paren(self) -> bool:
+        """Skip SPs if a ``)`` follows them; True if there were any."""
+        pos = self.pos
+        while pos < self.end and self.raw[pos] == _SP:
+            pos += 1
+        if pos == self.pos or pos >= self.end or self.raw[pos] != _RPAREN:
+            return False
+        self.pos = pos
+        return True
 
     def rest(self) -> bytes:
         """Everything up to CRLF (``text`` of a response), consumed."""
@@ -281,15 +328,18 @@ class Reader:
         return self._match(_ATOM, "atom")
 
     def keyword(self) -> str:
-        """An atom, upper-cased as text (command and item names, QUIRKS F12)."""
-        return self._match(_ATOM, "keyword").decode("latin-1").upper()
+        """An atom, upper-cased as text (command and item names, QUIRKS F12).
+
+        Only ASCII letters are case-folded: ``ß`` never becomes ``SS``.
+        """
+        return self._match(_ATOM, "keyword").upper().decode("latin-1")
 
     def maybe_keyword(self, *words: str) -> str | None:
         """Consume the atom if it is one of ``words`` (case-insensitive)."""
         match = _ATOM.match(self.raw, self.pos, self.end)
         if match is None:
             return None
-        word = match.group().decode("latin-1").upper()
+        word = match.group().upper().decode("latin-1")
         if word in words:
             self.pos = match.end()
             return word
@@ -342,10 +392,13 @@ class Reader:
             return None
         return lits.get(self.pos)
 
-    def literal(self) -> Literal:
+    def literal(self, *, binary_ok: bool = False) -> Literal:
+        """A literal; a literal8 only where ``binary_ok`` (or in a response)."""
         span = self._literal_here()
         if span is None:
             raise self.error("Expected literal")
+        if span.binary and not (binary_ok or self.response):
+            raise self.error("literal8 not allowed here")
         self.pos = span.stop
         return Literal(self.frame, span)
 
@@ -355,21 +408,36 @@ class Reader:
         if match is None:
             raise self.error("Expected quoted string")
         stop = match.end()
-        if self.lenient_quotes and stop < self.end and raw[stop] not in _QUOTED_END:
+        if self.response and stop < self.end and raw[stop] not in _QUOTED_END:
             # An unescaped quote inside a quoted string (QUIRKS F8): the string
             # ends at the first quote that is followed by a delimiter.
-            probe = stop
-            while probe < self.end:
-                nxt = raw.find(b'"', probe, self.end)
-                if nxt < 0:
-                    break
-                if nxt + 1 >= self.end or raw[nxt + 1] in _QUOTED_END:
-                    body = raw[self.pos + 1 : nxt]
-                    self.pos = nxt + 1
-                    return _unescape(body)
-                probe = nxt + 1
+            close = self._probe_close(stop)
+            if close >= 0:
+                self.quirk("F8")
+                body = raw[self.pos + 1 : close]
+                self.pos = close + 1
+                return _unescape(body)
         self.pos = stop
         return _unescape(match.group(1))
+
+    def _probe_close(self, start: int) -> int:
+        """The first quote at or after ``start`` that a delimiter follows, or -1.
+
+        A probe that found none up to the end of the line is remembered, so that
+        a line of many odd quotes costs linear, not quadratic, time.
+        """
+        if 0 <= self._probe_failed <= start:
+            return -1
+        raw = self.raw
+        probe = start
+        while True:
+            nxt = raw.find(b'"', probe, self.end)
+            if nxt < 0:
+                self._probe_failed = start
+                return -1
+            if nxt + 1 >= self.end or raw[nxt + 1] in _QUOTED_END:
+                return nxt
+            probe = nxt + 1
 
     def string_or_literal(self) -> bytes | Literal:
         """``string``: quoted as bytes, a literal by reference (no copy)."""
@@ -427,22 +495,26 @@ class Reader:
         self.char(_LPAREN)
         items: list[T] = []
         while True:
-            while self.pos < self.end and self.raw[self.pos] == _SP:
-                self.pos += 1
+            if self._skip_sp_before_paren():
+                self.quirk("F4")
             if self.maybe_char(_RPAREN):
                 break
-            if items and not self._item_boundary():
-                raise self.error("Expected SP or ')'")
+            if items:
+                if not self.maybe_sp():
+                    if not self._item_boundary():
+                        raise self.error("Expected SP or ')'")
+                    self.quirk("B10")
+            elif self.maybe_sp():
+                self.quirk("F4")  # "( item"
             items.append(item())
         if not items and not allow_empty:
             raise self.error("Empty list")
         return tuple(items)
 
     def _item_boundary(self) -> bool:
-        """A new list item may start here: after SP, or (QUIRKS B9, B10) right
-        after a ``)`` or before a ``(`` -- servers that omit or add the SP."""
-        prev = self.raw[self.pos - 1]
-        return prev in (_SP, _RPAREN) or self.peek() == _LPAREN
+        """A new list item may start here without a SP (QUIRKS B10): right after
+        a ``)`` or before a ``(``, as in ``(("A" ...)("B" ...))``."""
+        return self.raw[self.pos - 1] == _RPAREN or self.peek() == _LPAREN
 
     def flag(self) -> bytes:
         """A flag: ``\\Seen``, a keyword, ``\\*`` (lenient about odd keywords, L7)."""
@@ -545,7 +617,7 @@ class Reader:
             return self.paren_list(lambda: self.value(depth + 1))
         if octet == _DQUOTE:
             return self.quoted()
-        if (octet in (_LBRACE, _TILDE)) and self._literal_here() is not None:
+        if octet in (_LBRACE, _TILDE) and self._literal_here() is not None:
             return self.literal()
         if self.maybe_nil():
             return None
@@ -570,6 +642,8 @@ class Reader:
         return raw[start : self.pos]
 
     def _skip_brackets(self, depth: int) -> None:
+        if depth >= _MAX_DEPTH:
+            raise self.error("Nesting too deep")
         self.char(_LBRACKET)
         while True:
             octet = self.peek()

@@ -81,7 +81,7 @@ class ResponseCode:
     args: bytes = b""
 
     def _reader(self) -> Reader:
-        return Reader(Frame(self.args + b"\r\n"), lenient_quotes=True)
+        return Reader(Frame(self.args + b"\r\n"), response=True)
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -478,7 +478,7 @@ class Response:
             ParseError: the data does not follow the grammar, even leniently.
         """
         if self._data is None:
-            reader = Reader(self.frame, max(self._pos, 0), lenient_quotes=True)
+            reader = Reader(self.frame, max(self._pos, 0), response=True)
             self._data = self._parse_data(reader)
         return self._data
 

@@ -133,7 +133,7 @@ def assert_strict(raw: bytes) -> None:
 
 # -- atom, quoted string or literal -------------------------------------------------
 
-X4096 = b"\x00" * 4096
+X4096 = b"\r" * 4096
 CHOICES = [
     pytest.param("astring", b"INBOX", {}, b"INBOX", (), id="atom"),
     pytest.param("astring", b"a]b", {}, b"a]b", (), id="astring-bracket-atom"),
@@ -172,14 +172,6 @@ CHOICES = [
         "string", b"a\nb", {"utf8": True}, b"{3}\r\na\nb", (LiteralSpan(0, 5, 3),), id="LF-literal"
     ),
     pytest.param("string", b"a\rb", {}, b"{3}\r\na\rb", (LiteralSpan(0, 5, 3),), id="CR-literal"),
-    pytest.param(
-        "astring",
-        b"a\x00b",
-        {},
-        b"~{3}\r\na\x00b",
-        (LiteralSpan(0, 6, 3, binary=True),),
-        id="NUL-literal8",
-    ),
     pytest.param("string", b"x" * 1024, {}, b'"' + b"x" * 1024 + b'"', (), id="1024-quoted"),
     pytest.param(
         "string",
@@ -201,16 +193,16 @@ CHOICES = [
         "string",
         X4096,
         {"literal_minus": True},
-        b"~{4096+}\r\n" + X4096,
-        (LiteralSpan(0, 10, 4096, sync=False, binary=True),),
+        b"{4096+}\r\n" + X4096,
+        (LiteralSpan(0, 9, 4096, sync=False),),
         id="literal-minus-4096",
     ),
     pytest.param(
         "string",
-        X4096 + b"\x00",
+        X4096 + b"\r",
         {"literal_minus": True},
-        b"~{4097}\r\n" + X4096 + b"\x00",
-        (LiteralSpan(0, 9, 4097, binary=True),),
+        b"{4097}\r\n" + X4096 + b"\r",
+        (LiteralSpan(0, 8, 4097),),
         id="literal-minus-4097",
     ),
     pytest.param(
@@ -361,6 +353,16 @@ def test_impossible_frame(make: Callable[[], object]) -> None:
 
 
 IMPOSSIBLE_VALUES = [
+    # NUL needs a literal8, which the grammar has only for message data
+    pytest.param(lambda: FrameBuilder().astring(b"a\x00b"), id="astring-NUL"),
+    pytest.param(lambda: FrameBuilder().string(b"\x00"), id="string-NUL"),
+    # CR/LF smuggled through a generic atom would end the line
+    pytest.param(
+        lambda: FrameBuilder().value(Atom(b"x\r\nb DELETE INBOX")), id="generic-atom-CRLF"
+    ),
+    pytest.param(
+        lambda: build_command(b"a", "XFOO", GenericArgs((Atom(b"x\nz"),))), id="generic-args-LF"
+    ),
     pytest.param(
         lambda: FrameBuilder().atom("é"),
         id="atom-non-ascii-str",

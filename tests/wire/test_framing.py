@@ -1277,30 +1277,34 @@ def test_empty_receive_is_ignored() -> None:
 # -- Frame helpers -------------------------------------------------------------------
 
 
-LOGIN_PLUS = Frame(
-    b"a1 LOGIN {3+}\r\nbob ~{4+}\r\npa\x00s\r\n",
-    (span(9, 15, 3, sync=False), span(19, 26, 4, sync=False, binary=True)),
+APPEND_PLUS = Frame(
+    b"a1 APPEND {3+}\r\nbox ~{4+}\r\npa\x00s\r\n",
+    (span(10, 16, 3, sync=False), span(20, 27, 4, sync=False, binary=True)),
 )
 
 
 def test_frame_from_framer_matches_helper_fixture() -> None:
     framer = Framer(SERVER)
-    assert feed(framer, [LOGIN_PLUS.raw]) == [LOGIN_PLUS]
+    assert feed(framer, [APPEND_PLUS.raw]) == [APPEND_PLUS]
 
 
 @pytest.mark.parametrize(
     ("tag", "announces"),
-    [(b"proxy1", (13, 23)), (b"b", (8, 18)), (b"a9", (9, 19))],
+    [(b"proxy1", (14, 24)), (b"b", (9, 19)), (b"a9", (10, 20))],
 )
 def test_with_tag_moves_literals(tag: bytes, announces: tuple[int, int]) -> None:
-    frame = LOGIN_PLUS.with_tag(tag)
-    assert frame.raw == tag + b" LOGIN {3+}\r\nbob ~{4+}\r\npa\x00s\r\n"
+    frame = APPEND_PLUS.with_tag(tag)
+    assert frame.raw == tag + b" APPEND {3+}\r\nbox ~{4+}\r\npa\x00s\r\n"
     assert tuple(lit.announce for lit in frame.literals) == announces
-    assert [bytes(frame.literal_data(lit)) for lit in frame.literals] == [b"bob", b"pa\x00s"]
+    assert [bytes(frame.literal_data(lit)) for lit in frame.literals] == [b"box", b"pa\x00s"]
     assert frame.raw[frame.literals[0].announce : frame.literals[0].start] == b"{3+}\r\n"
     assert frame.raw[frame.literals[1].announce : frame.literals[1].start] == b"~{4+}\r\n"
     args = Command.parse(frame).args
-    assert args == LoginArgs(b"bob", Secret(b"pa\x00s"))
+    assert isinstance(args, AppendArgs)
+    assert args.mailbox == Mailbox(b"box")
+    (message,) = args.messages
+    assert message.data is not None
+    assert (message.data.binary, message.data.data) == (True, b"pa\x00s")
 
 
 def test_with_tag_without_literals_and_without_tag() -> None:
@@ -1312,13 +1316,13 @@ def test_with_tag_without_literals_and_without_tag() -> None:
 
 
 def test_to_sync_rewrites_nonsync_announcements() -> None:
-    frame = LOGIN_PLUS.to_sync()
+    frame = APPEND_PLUS.to_sync()
     assert frame == Frame(
-        b"a1 LOGIN {3}\r\nbob ~{4}\r\npa\x00s\r\n",
-        (span(9, 14, 3), span(18, 24, 4, binary=True)),
+        b"a1 APPEND {3}\r\nbox ~{4}\r\npa\x00s\r\n",
+        (span(10, 15, 3), span(19, 25, 4, binary=True)),
     )
-    assert [bytes(frame.literal_data(lit)) for lit in frame.literals] == [b"bob", b"pa\x00s"]
-    assert frame.sync_segments() == [b"a1 LOGIN {3}\r\n", b"bob ~{4}\r\n", b"pa\x00s\r\n"]
+    assert [bytes(frame.literal_data(lit)) for lit in frame.literals] == [b"box", b"pa\x00s"]
+    assert frame.sync_segments() == [b"a1 APPEND {3}\r\n", b"box ~{4}\r\n", b"pa\x00s\r\n"]
     # the rewritten frame frames the same way
     framer = Framer(SERVER)
     events = feed(framer, [frame.raw])
@@ -1360,7 +1364,7 @@ def test_to_sync_of_all_sync_frame_is_identity() -> None:
 
 def test_sync_segments() -> None:
     assert Frame(b"a1 NOOP\r\n").sync_segments() == [b"a1 NOOP\r\n"]
-    assert LOGIN_PLUS.sync_segments() == [LOGIN_PLUS.raw]
+    assert APPEND_PLUS.sync_segments() == [APPEND_PLUS.raw]
     frame = Frame(
         b"a1 LOGIN {3}\r\nbob {4+}\r\npass\r\n", (span(9, 14, 3), span(18, 24, 4, sync=False))
     )
@@ -1369,7 +1373,7 @@ def test_sync_segments() -> None:
 
 
 def test_frame_complete_and_literal_data_is_a_view() -> None:
-    frame = LOGIN_PLUS
+    frame = APPEND_PLUS
     assert frame.complete
     view = frame.literal_data(frame.literals[0])
     assert isinstance(view, memoryview)
@@ -1377,7 +1381,7 @@ def test_frame_complete_and_literal_data_is_a_view() -> None:
     skeleton = Frame(b"a1 X {3}\r\n\r\n", (span(5, 10, 3, streamed=True),))
     assert not skeleton.complete
     assert skeleton.literals[0].stop == 10
-    assert frame.literals[0].stop == 18
+    assert frame.literals[0].stop == 19
 
 
 # -- unchanged frames relay byte for byte ------------------------------------------------
