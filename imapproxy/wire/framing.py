@@ -83,9 +83,12 @@ DEFAULT_MAX_COMMAND_LITERAL = 256 * MiB
 DEFAULT_MAX_RESPONSE_LITERAL = 4 * GiB
 DEFAULT_INLINE_LITERAL = 64 * KiB
 DEFAULT_MAX_INLINE_TOTAL = 1 * MiB
+DEFAULT_MAX_LITERALS = 1024
 
 _LF = 0x0A
 _CR = 0x0D
+_LBRACE = 0x7B
+_BEFORE_LITERAL = frozenset(b" (")
 _RBRACE = 0x7D
 _PLUS = 0x2B
 _TILDE = 0x7E
@@ -94,6 +97,8 @@ _TILDE = 0x7E
 # backtracking). Used only on command lines that end with a literal announcement.
 _QUOTE_BALANCED = re.compile(rb'(?:[^"]++|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
 _TAG = re.compile(TAG_CHAR + rb"{1,64}(?= )")
+_HEAD = re.compile(rb"(?:\*|" + TAG_CHAR + rb"{1,64}) [A-Za-z0-9]{1,20}(?=[ \r\n]|$)")
+_MAX_ANNOUNCE_DIGITS = 100
 
 
 class Role(enum.Enum):
@@ -137,17 +142,29 @@ class LiteralSpan:
         )
 
 
-@dataclass(frozen=True, slots=True)
+def _summary(raw: bytes) -> str:
+    """A frame's head for reprs: ``tag NAME`` when the line has that shape, else
+    nothing -- never arguments, which may be credentials (LOGIN, SASL lines)."""
+    match = _HEAD.match(raw)
+    return f", {match.group().decode('ascii')!r}" if match else ""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Frame:
     """A whole frame: its exact bytes and where its literals are.
 
     ``raw`` is what the peer sent, byte for byte, so an unchanged frame is relayed
     by writing ``raw``. In a skeleton (see :class:`FramePart`) streamed literals'
-    data is left out of ``raw``.
+    data is left out of ``raw``. The repr shows sizes and the head only.
     """
 
     raw: bytes
     literals: tuple[LiteralSpan, ...] = ()
+
+    def __repr__(self) -> str:
+        count = len(self.literals)
+        literals = f", {count} literal{'s' if count != 1 else ''}" if count else ""
+        return f"Frame({len(self.raw)} octets{literals}{_summary(self.raw)})"
 
     @property
     def complete(self) -> bool:
@@ -183,7 +200,7 @@ class Frame:
             if lit.sync:
                 spans.append(lit.moved(delta))
                 continue
-            plus = lit.start - 4  # "+}\r\n" precede the data
+            plus = self.raw.rindex(b"+}", lit.announce, lit.start)
             out.append(self.raw[pos:plus])
             pos = plus + 1
             delta -= 1
@@ -218,21 +235,92 @@ class Frame:
         return segments
 
 
-@dataclass(frozen=True, slots=True)
 class FramePart:
     """One part of a frame whose literal data is streamed.
 
     ``raw`` is this part's bytes, to relay as they are; ``frame`` is the skeleton
     of the frame so far (all parts, streamed data left out), which the parser
-    accepts. ``literal`` is the streamed literal announced at the end of this part,
-    whose data follows as :class:`LiteralChunk` events; ``None`` when this part
-    completes the frame.
+    accepts; it is built when first asked for. ``literal`` is the streamed literal
+    announced at the end of this part, whose data follows as
+    :class:`LiteralChunk` events; ``None`` when this part completes the frame.
+    ``first`` marks the part that starts the frame (and holds its tag).
     """
 
-    raw: bytes
-    frame: Frame
-    literal: LiteralSpan | None
-    first: bool
+    __slots__ = ("_frame", "_parts", "_spans", "first", "literal", "raw")
+
+    def __init__(
+        self,
+        raw: bytes,
+        frame: Frame | tuple[list[bytes], list[LiteralSpan]],
+        literal: LiteralSpan | None,
+        first: bool,
+    ) -> None:
+        self.raw = raw
+        self.literal = literal
+        self.first = first
+        if isinstance(frame, Frame):
+            self._frame: Frame | None = frame
+            self._parts: tuple[bytes, ...] = ()
+            self._spans: tuple[LiteralSpan, ...] = ()
+        else:
+            # Snapshots of the framer's lists; the skeleton is joined on demand, so
+            # a frame of many streamed parts costs linear time.
+            parts, spans = frame
+            self._frame = None
+            self._parts = tuple(parts)
+            self._spans = tuple(spans)
+
+    @property
+    def frame(self) -> Frame:
+        if self._frame is None:
+            self._frame = Frame(b"".join(self._parts), self._spans)
+        return self._frame
+
+    def with_tag(self, tag: bytes) -> FramePart:
+        """The first part with its tag replaced (later parts carry no tag)."""
+        if not self.first:
+            raise ValueError("only the first part of a frame has a tag")
+        frame = self.frame.with_tag(tag)
+        delta = len(frame.raw) - len(self.frame.raw)
+        literal = self.literal.moved(delta) if self.literal is not None else None
+        return FramePart(frame.raw[: len(self.raw) + delta], frame, literal, True)
+
+    def to_sync(self) -> FramePart:
+        """The part with every ``{n+}`` in it written as ``{n}`` (see
+        :meth:`Frame.to_sync`); the skeleton follows along."""
+        own = self._own_spans()
+        if all(lit.sync for lit in own):
+            return self
+        raw = Frame(self.raw, own).to_sync().raw
+        frame = self.frame.to_sync()
+        literal = frame.literals[-1] if self.literal is not None else None
+        return FramePart(raw, frame, literal, self.first)
+
+    def _own_spans(self) -> tuple[LiteralSpan, ...]:
+        """The literal spans inside this part, in the part's own offsets."""
+        base = len(self.frame.raw) - len(self.raw)
+        return tuple(
+            lit.moved(-base)
+            for lit in self.frame.literals
+            if base <= lit.announce < base + len(self.raw)
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FramePart):
+            return NotImplemented
+        return (self.raw, self.frame, self.literal, self.first) == (
+            other.raw,
+            other.frame,
+            other.literal,
+            other.first,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        literal = f", then {self.literal.size} streamed octets" if self.literal else ", end"
+        head = _summary(self.raw) if self.first else ""
+        return f"FramePart({len(self.raw)} octets{literal}{head})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +349,15 @@ class ContinuationRequest:
 
 @dataclass(frozen=True, slots=True)
 class BadFrame:
-    """A refused frame after which framing is still in sync; send ``error.reply``."""
+    """A refused frame after which framing is still in sync; send ``error.reply``.
+
+    ``partial`` is True when earlier parts of the frame were already delivered as
+    :class:`FramePart` events: whoever relayed them must abandon that command
+    (for the upstream leg, that means closing it: it is in mid-command).
+    """
 
     error: RemoteProtocolError
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +417,9 @@ class Framer:
             larger ones stream.
         max_inline_total: cap on the inline literal octets buffered for one frame;
             further literals stream even if small.
-        quirk_crlf_relaxed: accept a bare LF as a line end (QUIRKS F2; off).
+        max_literals: cap on the literals of one frame (MULTIAPPEND batches).
+        quirk_crlf_relaxed: accept a bare LF as a line end (QUIRKS F2; off). The
+            frames keep the bare LF; whoever relays them writes CRLF.
     """
 
     role: Role
@@ -332,6 +428,7 @@ class Framer:
     max_nonsync_literal: int | None = None
     inline_literal: int = DEFAULT_INLINE_LITERAL
     max_inline_total: int = DEFAULT_MAX_INLINE_TOTAL
+    max_literals: int = DEFAULT_MAX_LITERALS
     quirk_crlf_relaxed: bool = False
 
     _buf: bytearray = field(default_factory=bytearray, init=False, repr=False)
@@ -442,19 +539,28 @@ class Framer:
         """
         self._raw_line = True
 
+    def take_buffered(self) -> bytes:
+        """Everything received but not yet framed, removed from the framer.
+
+        For a change of layer under the stream: after COMPRESS (the bytes are
+        compressed and go through the decompressor first) or STARTTLS.
+        """
+        direct = bytes(self._direct) if self._direct is not None else b""
+        taken = direct + bytes(self._buf[self._pos :])
+        self._buf.clear()
+        self._direct = None
+        self._pos = self._scan = self._seg = 0
+        self._reset_frame()
+        self._state = _State.LINE
+        return taken
+
     def discard_buffered(self) -> int:
         """Drop everything received but not yet framed; returns the octet count.
 
         Used after STARTTLS: plaintext pipelined after the command must not be read
         as if it came over TLS.
         """
-        count = self.buffered
-        self._buf.clear()
-        self._direct = None
-        self._pos = self._scan = self._seg = 0
-        self._reset_frame()
-        self._state = _State.LINE
-        return count
+        return len(self.take_buffered())
 
     # -- output ---------------------------------------------------------------
 
@@ -531,14 +637,16 @@ class Framer:
                 self._state = _State.DRAIN
             return None
         if pending.size > self.max_literal:
-            return self._oversized(pending, "Literal too large")
+            return self._refused(pending, "Literal too large", b"TOOBIG")
+        if len(self._spans) >= self.max_literals:
+            return self._refused(pending, "Too many literals in one command", b"LIMIT")
         if (
             not pending.sync
             and self.role is Role.SERVER
             and self.max_nonsync_literal is not None
             and pending.size > self.max_nonsync_literal
         ):
-            return self._oversized(pending, "Non-synchronizing literal too large")
+            return self._refused(pending, "Non-synchronizing literal too large", b"TOOBIG")
         if pending.sync and self.role is Role.SERVER:
             self._pending = pending
             self._state = _State.AWAIT
@@ -552,24 +660,37 @@ class Framer:
 
     def _find_literal(self, seg: int, end: int, start: int) -> _Pending | None:
         """The literal announced just before ``end`` (the line end), if any;
-        its data would begin at ``start``."""
+        its data would begin at ``start``.
+
+        The announcement is ``{digits}`` or ``{digits+}``, optionally after ``~``
+        (leading zeros allowed). In the server role it must follow SP or ``(``:
+        a client line ending in ``x{5}`` is ambiguous (servers read it as a bad
+        atom and then the data as commands), so it is a fatal error rather than a
+        guess.
+        """
         buf = self._buf
         if end - seg < 3 or buf[end - 1] != _RBRACE:
             return None
         if self.role is Role.CLIENT and seg == self._pos and not self._skel and buf[seg] == _PLUS:
             return None  # a continuation request's text is never a literal
-        brace = buf.rfind(b"{", max(seg, end - 23), end - 1)
-        if brace < 0:
-            return None
         sync = buf[end - 2] != _PLUS
-        digits = bytes(buf[brace + 1 : end - 1 if sync else end - 2])
-        if not digits.isdigit() or not digits.isascii():
+        last_digit = end - 2 if sync else end - 3
+        first_digit = last_digit
+        while first_digit >= seg and 0x30 <= buf[first_digit] <= 0x39:
+            first_digit -= 1
+            if last_digit - first_digit > _MAX_ANNOUNCE_DIGITS:
+                raise self._fatal("Literal length has too many digits")
+        brace = first_digit
+        if brace == last_digit or brace < seg or buf[brace] != _LBRACE:
             return None
         binary = brace > seg and buf[brace - 1] == _TILDE
         announce = brace - 1 if binary else brace
-        if self.role is Role.SERVER and _QUOTE_BALANCED.fullmatch(buf, seg, announce) is None:
-            return None  # "{n}" inside an unterminated quoted string
-        return _Pending(announce, start, int(digits), sync, binary)
+        if self.role is Role.SERVER:
+            if _QUOTE_BALANCED.fullmatch(buf, seg, announce) is None:
+                return None  # "{n}" inside an unterminated quoted string
+            if announce == seg or buf[announce - 1] not in _BEFORE_LITERAL:
+                raise self._fatal("Ambiguous literal announcement")
+        return _Pending(announce, start, int(buf[brace + 1 : last_digit + 1]), sync, binary)
 
     def _span(self, pending: _Pending, *, streamed: bool) -> LiteralSpan:
         base = self._skel_len - self._pos
@@ -599,11 +720,10 @@ class Framer:
         raw = bytes(self._buf[self._pos : pending.start])
         self._skel.append(raw)
         self._skel_len += len(raw)
-        skeleton = Frame(b"".join(self._skel), tuple(self._spans))
         self._pos = self._scan = self._seg = pending.start
         self._remaining = pending.size
         self._state = _State.STREAM
-        return FramePart(raw, skeleton, span, first)
+        return FramePart(raw, (self._skel, self._spans), span, first)
 
     def _read_inline(self) -> Event | None:
         if len(self._buf) < self._seg:
@@ -652,9 +772,10 @@ class Framer:
         raw = bytes(self._buf[self._pos : stop])
         self._pos = self._scan = self._seg = stop
         if self._skel:
-            skeleton = Frame(b"".join([*self._skel, raw]), tuple(self._spans))
+            self._skel.append(raw)
+            part = FramePart(raw, (self._skel, self._spans), None, False)
             self._reset_frame()
-            return FramePart(raw, skeleton, None, False)
+            return part
         spans = tuple(self._spans) if self._spans else ()
         self._reset_frame()
         return Frame(raw, spans)
@@ -690,34 +811,52 @@ class Framer:
         self._reset_frame()
         return early
 
-    def _oversized(self, pending: _Pending, text: str) -> Event:
+    def _refused(self, pending: _Pending, text: str, code: bytes) -> Event:
+        """A client's literal refused by a cap: ``NO`` for a synchronizing one
+        (the client waits), ``BAD`` for a non-synchronizing one, whose octets are
+        drained with the rest of the command. From a server it is fatal."""
         if self.role is Role.CLIENT:
             raise self._fatal(f"{text}: {pending.size} octets")
         tag = self._tag()
-        reply = Reply(kind="NO" if pending.sync else "BAD", text=text, code=b"TOOBIG", tag=tag)
-        error = RemoteProtocolError(text, reply=reply)
+        partial = bool(self._skel)
+        reply = Reply(kind="NO" if pending.sync else "BAD", text=text, code=code, tag=tag)
+        self._drop_literal(pending)
+        return BadFrame(RemoteProtocolError(text, reply=reply), partial)
+
+    def _drop_literal(self, pending: _Pending) -> None:
+        """Abandon the frame at ``pending``: a synchronizing literal is refused
+        (drained only if its octets came without waiting), a non-synchronizing
+        one is drained; then the rest of the command is discarded."""
         if pending.sync:
             self._refuse(pending)
-        else:
-            self._pos = self._scan = self._seg = pending.start
-            self._remaining = pending.size
-            self._state = _State.DRAIN
-            self._reset_frame()
-        return BadFrame(error)
+            return
+        self._pos = self._scan = self._seg = pending.start
+        self._remaining = pending.size
+        self._state = _State.DRAIN
+        self._reset_frame()
 
-    def _bad_line_end(self, lf: int) -> Event:
+    def _bad_line_end(self, lf: int) -> Event | None:
+        """A bare LF from a client: the command is refused, and a literal it
+        announces is handled as refused too, so its data is never read as a
+        command. From a server it is fatal."""
         text = "Line must end with CRLF"
         if self.role is Role.CLIENT:
             raise self._fatal(text)
-        tag = self._tag()
-        self._pos = self._scan = self._seg = lf + 1
+        discarding = self._state is _State.DISCARD
+        tag = None if discarding else self._tag()
+        partial = bool(self._skel)
+        pending = None if self._raw_line else self._find_literal(self._seg, lf, lf + 1)
         self._raw_line = False
-        state = self._state
-        self._state = _State.LINE
-        self._reset_frame()
-        if state is _State.DISCARD:
-            return self.next_event()
-        return BadFrame(RemoteProtocolError(text, reply=Reply(kind="BAD", text=text, tag=tag)))
+        if pending is not None:
+            self._drop_literal(pending)
+        else:
+            self._pos = self._scan = self._seg = lf + 1
+            self._state = _State.LINE
+            self._reset_frame()
+        if discarding:
+            return None
+        reply = Reply(kind="BAD", text=text, tag=tag)
+        return BadFrame(RemoteProtocolError(text, reply=reply), partial)
 
     def _need_await(self) -> _Pending:
         if self._state is not _State.AWAIT or self._pending is None:

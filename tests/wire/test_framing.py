@@ -818,13 +818,12 @@ def test_oversized_literal_drains_further_nonsync_literal() -> None:
     ]
 
 
-def test_oversized_literal_without_tag() -> None:
+def test_literal_at_line_start_is_ambiguous() -> None:
+    """A line that is only a literal announcement has no tag: no server reads it
+    the same way, so the framer stops rather than guess where commands resume."""
     framer = Framer(SERVER, max_literal=1)
     events = feed(framer, [b"{2+}\r\nab\r\na2 NOOP\r\n"])
-    assert events == [
-        ("bad", Reply(kind="BAD", text="Literal too large", code=b"TOOBIG")),
-        Frame(b"a2 NOOP\r\n"),
-    ]
+    assert events == [("fatal", Reply(kind="BYE", text="Ambiguous literal announcement"))]
 
 
 def test_oversized_literal_in_second_segment_uses_frame_tag() -> None:
