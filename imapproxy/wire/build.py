@@ -678,7 +678,12 @@ def _r_esearch(b: FrameBuilder, data: object, name: str | None) -> None:
     assert isinstance(data, EsearchData)
     b.raw(b" ESEARCH")
     if data.tag is not None:
-        b.raw(b" (TAG ").string(data.tag).raw(b")")
+        b.raw(b" (TAG ").string(data.tag)
+        if data.mailbox is not None:
+            b.raw(b" MAILBOX ").mailbox(data.mailbox)
+        if data.uidvalidity is not None:
+            b.raw(b" UIDVALIDITY ").number(data.uidvalidity)
+        b.raw(b")")
     if data.uid:
         b.raw(b" UID")
     for key, value in data.results:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal as TypingLiteral
@@ -305,18 +306,31 @@ class Command:
     ``name`` is upper-case; a UID command is named ``"UID FETCH"`` etc.
     """
 
-    __slots__ = ("_args", "_args_pos", "frame", "name", "tag")
+    __slots__ = ("_args", "_args_pos", "frame", "name", "quirks", "tag")
 
-    def __init__(self, frame: Frame, tag: bytes, name: str, args_pos: int) -> None:
+    def __init__(
+        self,
+        frame: Frame,
+        tag: bytes,
+        name: str,
+        args_pos: int,
+        quirks: Counter[str] | None = None,
+    ) -> None:
         self.frame = frame
         self.tag = tag
         self.name = name
+        self.quirks = quirks
         self._args_pos = args_pos
         self._args: CommandArgs | None = None
 
     @classmethod
-    def parse(cls, frame: Frame) -> Command:
+    def parse(cls, frame: Frame, quirks: Counter[str] | None = None) -> Command:
         """Read the head of a command frame.
+
+        Args:
+            frame: a frame read in the server role.
+            quirks: counts the tolerances used by QUIRKS.md row (see
+                :class:`~imapproxy.wire.reader.Reader`).
 
         Raises:
             ParseError: no valid tag and command name; the reply is an untagged
@@ -342,7 +356,7 @@ class Command:
                 raise error
             name = "UID " + sub.group(1).decode().upper()
             pos = sub.end()
-        return cls(frame, tag, name, pos)
+        return cls(frame, tag, name, pos, quirks)
 
     @property
     def uid(self) -> bool:
@@ -362,7 +376,12 @@ class Command:
                 reply is a ``BAD`` tagged with this command's tag.
         """
         if self._args is None:
-            reader = Reader(self.frame, self._args_pos, redact=self.name in _SECRET_COMMANDS)
+            reader = Reader(
+                self.frame,
+                self._args_pos,
+                redact=self.name in _SECRET_COMMANDS,
+                quirks=self.quirks,
+            )
             try:
                 self._args = _parse_args(self.base_name, self.uid, reader)
             except ParseError as exc:

@@ -681,10 +681,18 @@ class Reader:
             return FetchItem(name, section, partial, peek)
         if peek or name in ("BINARY", "BINARY.SIZE"):
             raise self.error("Expected section")
+        if name in _ITEMS_WITH_MODIFIERS and self.next_is_sp_item():
+            save = self.pos
+            self.sp()
+            if self.peek() == _LPAREN:
+                return FetchItem(name, modifiers=self.paren_list(self.atom, allow_empty=False))
+            self.pos = save
         return FetchItem(name)
 
 
 _FETCH_NAME = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\]\[<]+')
+# Fetch items that take a list of modifiers: PREVIEW (RFC 8970), SNIPPET (Dovecot).
+_ITEMS_WITH_MODIFIERS = frozenset(("PREVIEW", "SNIPPET"))
 
 
 def _unescape(body: bytes) -> bytes:

@@ -21,6 +21,7 @@ import binascii
 import datetime as _dt
 import enum
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,7 +58,12 @@ __all__ = [
 _UNTAGGED = re.compile(rb"\* +(?:([0-9]{1,10}) +)?([A-Za-z][A-Za-z0-9._-]*)?")
 _TAGGED = re.compile(rb"(" + TAG_CHAR + rb"+) +([A-Za-z]+)")
 _STATUS_NAMES = frozenset(("OK", "NO", "BAD", "BYE", "PREAUTH"))
-_CODE = re.compile(rb"\[([A-Za-z0-9._-]+)(?: +([^\]]*))?\]")
+_CODE_NAME = re.compile(rb"\[([A-Za-z0-9._-]+)")
+
+
+def _count(quirks: Counter[str] | None, name: str) -> None:
+    if quirks is not None:
+        quirks[name] += 1
 
 
 class Kind(enum.Enum):
@@ -242,11 +248,17 @@ class SearchData:
 
 @dataclass(frozen=True, slots=True)
 class EsearchData:
-    """``* ESEARCH`` (RFC 4731, RFC 9051): correlator tag, UID flag, results."""
+    """``* ESEARCH`` (RFC 4731, RFC 9051): correlator, UID flag, results.
+
+    The correlator's ``TAG`` names the command; ``mailbox`` and ``uidvalidity``
+    come with multi-mailbox searches (RFC 7377).
+    """
 
     tag: bytes | None
     uid: bool
     results: tuple[tuple[str, Value], ...]
+    mailbox: Mailbox | None = None
+    uidvalidity: int | None = None
 
     def _get(self, name: str) -> Value:
         for key, value in self.results:
@@ -406,7 +418,7 @@ class Response:
     first access.
     """
 
-    __slots__ = ("_data", "_pos", "frame", "kind", "name", "number", "tag")
+    __slots__ = ("_data", "_pos", "frame", "kind", "name", "number", "quirks", "tag")
 
     def __init__(
         self,
@@ -416,18 +428,25 @@ class Response:
         pos: int,
         tag: bytes | None = None,
         number: int | None = None,
+        quirks: Counter[str] | None = None,
     ) -> None:
         self.frame = frame
         self.kind = kind
         self.name = name
         self.tag = tag
         self.number = number
+        self.quirks = quirks
         self._pos = pos
         self._data: ResponseData | None = None
 
     @classmethod
-    def parse(cls, frame: Frame) -> Response:
+    def parse(cls, frame: Frame, quirks: Counter[str] | None = None) -> Response:
         """Read the head of a response frame.
+
+        Args:
+            frame: a frame read in the client role.
+            quirks: counts the tolerances used (head and, later, data) by
+                QUIRKS.md row.
 
         Raises:
             ParseError: not a response (e.g. a tagged line whose status word is
@@ -442,28 +461,26 @@ class Response:
                 word = match.group(2)
                 if word is not None:
                     name = word.decode("ascii").upper()
-                    return cls(
-                        frame,
-                        Kind.UNTAGGED,
-                        name,
-                        match.end(),
-                        None,
-                        int(number) if number is not None else None,
-                    )
+                    count = int(number) if number is not None else None
+                    return cls(frame, Kind.UNTAGGED, name, match.end(), None, count, quirks)
                 if number is None and raw[match.end() : match.end() + 1] == b"[":
-                    return cls(frame, Kind.UNTAGGED, "OK", match.end() - 1)  # QUIRKS G7
+                    _count(quirks, "G7")  # "* [CODE] ..." read as "* OK [CODE] ..."
+                    return cls(frame, Kind.UNTAGGED, "OK", match.end(), quirks=quirks)
             raise ParseError("Malformed untagged response")
         if first == b"+":
-            return cls(frame, Kind.CONTINUATION, "", 1)
+            return cls(frame, Kind.CONTINUATION, "", 1, quirks=quirks)
         if first == b"[":
-            return cls(frame, Kind.UNTAGGED, "OK", -1)  # QUIRKS G7: a tagless code line
+            _count(quirks, "G7")  # a tagless "[CODE] ..." line
+            return cls(frame, Kind.UNTAGGED, "OK", 0, quirks=quirks)
         match = _TAGGED.match(raw)
         if match is None:
             raise ParseError("Malformed response")
         name = match.group(2).decode("ascii").upper()
         if name not in _STATUS_NAMES or name == "PREAUTH":
             raise ParseError(f"Tagged response with status {name!r}")
-        return cls(frame, Kind.TAGGED, name, match.end(), match.group(1))
+        if name == "BYE":
+            _count(quirks, "G9")
+        return cls(frame, Kind.TAGGED, name, match.end(), match.group(1), quirks=quirks)
 
     @property
     def is_status(self) -> bool:
@@ -478,16 +495,15 @@ class Response:
             ParseError: the data does not follow the grammar, even leniently.
         """
         if self._data is None:
-            reader = Reader(self.frame, max(self._pos, 0), response=True)
+            reader = Reader(self.frame, self._pos, response=True, quirks=self.quirks)
             self._data = self._parse_data(reader)
         return self._data
 
     def _parse_data(self, reader: Reader) -> ResponseData:
         if self.kind is Kind.CONTINUATION:
-            reader.maybe_sp()
+            if not reader.maybe_sp():
+                reader.quirk("F1")  # "+" alone
             return ContinuationData(reader.rest())
-        if self._pos < 0:
-            return _condition_rest("OK", reader)
         parser = _PARSERS.get(self.name)
         if parser is not None:
             return parser(self, reader)
@@ -523,15 +539,50 @@ class Response:
 
 def _condition_rest(status: str, reader: Reader) -> Condition:
     """``[SP] ["[" code "]"] [SP text]`` after the status word (G1, G2 lenient)."""
-    reader.maybe_sp()
+    if not reader.maybe_sp():
+        if reader.at_end():
+            reader.quirk("G2")  # "a1 OK" with nothing after it
+        elif reader.peek() != 0x5B:
+            raise reader.error("Expected SP")
     code = None
     if reader.peek() == 0x5B:  # "["
-        match = _CODE.match(reader.raw, reader.pos, reader.end)
-        if match is not None:
-            code = ResponseCode(match.group(1).decode("ascii").upper(), match.group(2) or b"")
-            reader.pos = match.end()
-            reader.maybe_sp()
+        code = _response_code(reader)
+        if code is not None and not reader.maybe_sp():
+            reader.quirk("G1")  # "* OK [CODE]" without text
     return Condition(status, code, reader.rest())
+
+
+def _response_code(reader: Reader) -> ResponseCode | None:
+    """``"[" name [SP args] "]"`` read with the grammar, so a ``]`` inside a
+    quoted string or a keyword (QUIRKS L7) does not end it; None (and nothing
+    consumed) when the text merely starts with ``[`` (QUIRKS G13)."""
+    start = reader.pos
+    match = _CODE_NAME.match(reader.raw, start, reader.end)
+    if match is None:
+        return None
+    reader.pos = match.end()
+    name = match.group(1).upper().decode("ascii")
+    if reader.maybe_char(0x5D):
+        return ResponseCode(name)
+    if not reader.maybe_sp():
+        reader.pos = start
+        return None
+    args_start = reader.pos
+    try:
+        while reader.peek() != 0x5D:
+            if reader.peek() == -1:
+                raise reader.error("Expected ']'")
+            if not reader.maybe_sp():
+                reader.value()
+    except ParseError:
+        close = reader.raw.find(b"]", args_start, reader.end)
+        if close < 0:
+            reader.pos = start
+            return None
+        reader.pos = close
+    args = reader.raw[args_start : reader.pos]
+    reader.pos += 1
+    return ResponseCode(name, args)
 
 
 def _condition(response: Response, reader: Reader) -> Condition:
@@ -620,22 +671,34 @@ def _search(response: Response, reader: Reader) -> SearchData:
 def _esearch(response: Response, reader: Reader) -> EsearchData:
     del response
     tag = None
+    mailbox = None
+    uidvalidity = None
     uid = False
     results: list[tuple[str, Value]] = []
     if reader.next_is_sp_item():
         reader.sp()
         if reader.peek() == 0x28:
+            # search-correlator: "(" "TAG" SP tag-string [SP "MAILBOX" SP mailbox
+            # SP "UIDVALIDITY" SP nz-number] ")" (RFC 9051 tag-string is an astring)
             reader.char(0x28)
             while True:
                 key = reader.keyword()
                 reader.sp()
-                value = reader.string()
                 if key == "TAG":
-                    tag = value
+                    tag = reader.astring()
+                elif key == "MAILBOX":
+                    mailbox = reader.mailbox()
+                elif key == "UIDVALIDITY":
+                    uidvalidity = reader.nz_number()
+                else:
+                    reader.value()
                 if reader.at_end():
                     raise reader.error("Expected ')'")
-                reader.maybe_sp()  # QUIRKS F4: a SP before ")"
                 if reader.maybe_char(0x29):
+                    break
+                reader.sp()
+                if reader.maybe_char(0x29):
+                    reader.quirk("F4")
                     break
         else:
             reader.pos -= 1
@@ -652,6 +715,7 @@ def _esearch(response: Response, reader: Reader) -> EsearchData:
             ):
                 raise reader.error("Unexpected list in ESEARCH")
             results.append(("MODSEQ", group[1]))
+            reader.quirk("E4")
             continue
         name = reader.keyword()
         if name == "UID" and not results:
@@ -660,7 +724,7 @@ def _esearch(response: Response, reader: Reader) -> EsearchData:
         reader.sp()
         results.append((name, reader.value()))
     reader.expect_end()
-    return EsearchData(tag, uid, tuple(results))
+    return EsearchData(tag, uid, tuple(results), mailbox, uidvalidity)
 
 
 def _vanished(response: Response, reader: Reader) -> VanishedData:
@@ -758,28 +822,25 @@ def _fetch(response: Response, reader: Reader) -> FetchData:
             raise reader.error("Expected fetch item")
         reader.pos = match.end()
         name = match.group().decode("ascii").upper()
-        reader_value = _FETCH_VALUES.get(name)
-        if reader_value is not None:
-            reader.sp()
-            items.append((FetchItem(name), reader_value(reader)))
-            continue
+        item = FetchItem(name)
+        read: Callable[[Reader], FetchValue] = _FETCH_VALUES.get(name, Reader.value)
         if reader.peek() == 0x5B and name in ("BODY", "BINARY", "BINARY.SIZE"):
             section = reader.section(binary=name != "BODY")
-            partial = reader.partial(response=True)
-            item = FetchItem(name, section, partial)
-            reader.sp()
-            if name == "BINARY.SIZE":
-                items.append((item, reader.number64()))
-            else:
-                items.append((item, reader.nstring_or_literal()))
-            continue
+            item = FetchItem(name, section, reader.partial(response=True))
+            read = Reader.number64 if name == "BINARY.SIZE" else Reader.nstring_or_literal
+        elif name in ("BODY", "BODYSTRUCTURE"):
+            read = read_body
         reader.sp()
-        if name in ("BODY", "BODYSTRUCTURE"):
-            items.append((FetchItem(name), read_body(reader)))
-        elif name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
-            items.append((FetchItem(name), reader.nstring_or_literal()))
-        else:
-            items.append((FetchItem(name), reader.value()))
+        start = reader.pos
+        try:
+            value = read(reader)
+        except ParseError:
+            # One odd item (RFC822.SIZE -1, INTERNALDATE NIL, ENVELOPE NIL:
+            # QUIRKS B8, B12) must not cost the UID and FLAGS beside it.
+            reader.pos = start
+            value = reader.value()
+            reader.quirk("B8")
+        items.append((item, value))
     reader.expect_end()
     return FetchData(response.number, tuple(items))
 
@@ -819,6 +880,9 @@ _FETCH_VALUES: dict[str, Callable[[Reader], FetchValue]] = {
     "MODSEQ": _fetch_modseq,
     "INTERNALDATE": _fetch_internaldate,
     "ENVELOPE": read_envelope,
+    "RFC822": Reader.nstring_or_literal,
+    "RFC822.HEADER": Reader.nstring_or_literal,
+    "RFC822.TEXT": Reader.nstring_or_literal,
 }
 
 

@@ -5,11 +5,14 @@ RFC 9051, MODSEQ (RFC 7162), OLDER/YOUNGER (RFC 5032), SAVEDBEFORE/SAVEDON/
 SAVEDSINCE/SAVEDATESUPPORTED (RFC 8514), EMAILID/THREADID (RFC 8474), FILTER
 (RFC 5466), FUZZY (RFC 6203) and Gmail's X-GM-* keys are known, each with the
 arguments its grammar gives. Several keys in a row, and a parenthesised list, are
-``AND``; a bare sequence set is ``SEQSET``. An unknown key is a parse error
-because its arguments cannot be delimited without knowing its grammar.
+``AND`` (a list of one key is that key); a bare sequence set is ``SEQSET``. An
+unknown key is a parse error because its arguments cannot be delimited without
+knowing its grammar.
 
-The tree is for features that inspect a search (rules, the multiplexer's
-sequence-number translation); relaying never rebuilds a search from it.
+The tree is for features that inspect or rewrite a search (rules; the
+multiplexer's sequence-number translation, which rebuilds the command with
+:func:`~imapproxy.wire.build.build_command`); an unchanged search is relayed as
+its original bytes.
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def _read_key(reader: Reader, depth: int) -> SearchKey:
     octet = reader.peek()
     if octet == 0x28:  # "("
         keys = reader.paren_list(lambda: _read_key(reader, depth + 1), allow_empty=False)
-        return SearchKey("AND", keys)
+        return keys[0] if len(keys) == 1 else SearchKey("AND", keys)
     if octet == 0x24 or 0x30 <= octet <= 0x39 or octet == 0x2A:  # "$", digit, "*"
         return SearchKey("SEQSET", (reader.sequence_set(),))
     start = reader.pos

@@ -486,18 +486,22 @@ class FetchItem:
     ``RFC822.HEADER``, an extension's name, ...); ``peek`` marks ``BODY.PEEK`` /
     ``BINARY.PEEK``; ``section`` is set for ``BODY[...]``, ``BINARY[...]`` and
     ``BINARY.SIZE[...]``; ``partial`` is ``(offset, length)`` of ``<o.l>`` in a
-    request, ``(origin, None)`` of ``<o>`` in a response.
+    request, ``(origin, None)`` of ``<o>`` in a response; ``modifiers`` are the
+    atoms of ``PREVIEW (LAZY)`` (RFC 8970) and Dovecot's ``SNIPPET (FUZZY)``.
     """
 
     name: str
     section: Section | None = None
     partial: tuple[int, int | None] | None = None
     peek: bool = False
+    modifiers: tuple[bytes, ...] = ()
 
     def __bytes__(self) -> bytes:
         name = self.name.encode()
         if self.peek:
             name += b".PEEK"
+        if self.modifiers:
+            return name + b" (" + b" ".join(self.modifiers) + b")"
         if self.section is None:
             return name
         out = name + b"[" + bytes(self.section) + b"]"

@@ -731,7 +731,8 @@ SEARCHES = [
     ),
     pytest.param(
         b"a SEARCH ((SEEN) (UNSEEN FLAGGED))\r\n",
-        SearchArgs(key("AND", key("AND", key("SEEN")), key("AND", key("UNSEEN"), key("FLAGGED")))),
+        # a parenthesised single key is that key
+        SearchArgs(key("AND", key("SEEN"), key("AND", key("UNSEEN"), key("FLAGGED")))),
         id="nested-parens",
     ),
     pytest.param(

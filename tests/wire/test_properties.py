@@ -474,7 +474,7 @@ def _search_node(children: st.SearchStrategy[SearchKey]) -> st.SearchStrategy[Se
         st.builds(lambda k: SearchKey("NOT", (k,)), children),
         st.builds(lambda k: SearchKey("FUZZY", (k,)), children),
         st.builds(lambda a, b: SearchKey("OR", (a, b)), children, children),
-        st.lists(children, min_size=1, max_size=3).map(lambda ks: SearchKey("AND", tuple(ks))),
+        st.lists(children, min_size=2, max_size=3).map(lambda ks: SearchKey("AND", tuple(ks))),
     )
 
 
@@ -1392,13 +1392,20 @@ def test_bodystructure_odd_sizes_are_rectified() -> None:
     assert (body.size, body.lines) == (0, 0)
 
 
-def test_deep_bodystructure_raises_protocol_error() -> None:
-    deep = b'("TEXT" "PLAIN" NIL NIL NIL "7BIT" 1 1)'
+def test_deep_bodystructure_is_generic_then_refused() -> None:
+    """Past the structure's nesting cap the value is kept generically (the rest of
+    the FETCH survives); past the generic cap the response is refused."""
+    leaf = b'("TEXT" "PLAIN" NIL NIL NIL "7BIT" 1 1)'
+    deep = leaf
     for _ in range(50):
         deep = b"(" + deep + b' "MIXED")'
-    raw = b"* 1 FETCH (BODYSTRUCTURE " + deep + b")\r\n"
+    data = _response_data(b"* 1 FETCH (BODYSTRUCTURE " + deep + b" UID 4)\r\n")
+    assert isinstance(data.get("BODYSTRUCTURE"), tuple)
+    assert data.uid == 4
+    for _ in range(20):
+        deep = b"(" + deep + b' "MIXED")'
     with pytest.raises(RemoteProtocolError):
-        _response_data(raw)
+        _response_data(b"* 1 FETCH (BODYSTRUCTURE " + deep + b")\r\n")
 
 
 HUGE = b"1" * 5000  # over Python's 4300-digit int() limit
@@ -1407,7 +1414,6 @@ HUGE = b"1" * 5000  # over Python's 4300-digit int() limit
 @pytest.mark.parametrize(
     ("role", "raw"),
     [
-        (Role.CLIENT, b"* 1 FETCH (UID " + HUGE + b")\r\n"),
         (Role.CLIENT, b"* STATUS x (MESSAGES " + HUGE + b")\r\n"),
         (Role.CLIENT, b"* 1 FETCH (BODY[1]<" + HUGE + b"> NIL)\r\n"),
         (Role.CLIENT, b"* SEARCH " + HUGE + b"\r\n"),
@@ -1420,6 +1426,14 @@ def test_huge_numbers_raise_protocol_error(role: Role, raw: bytes) -> None:
     parse = _response_data if role is Role.CLIENT else _command_args
     with pytest.raises(RemoteProtocolError):
         parse(raw)
+
+
+def test_huge_fetch_uid_is_kept_generically() -> None:
+    """An unreadable item does not cost the rest of the FETCH (QUIRKS B8)."""
+    data = _response_data(b"* 1 FETCH (UID " + HUGE + b" FLAGS (\\Seen))\r\n")
+    assert data.uid is None
+    assert data.flags == (b"\\Seen",)
+    assert data.get("UID") == Atom(HUGE)
 
 
 def test_huge_sequence_numbers_raise_protocol_error() -> None:
