@@ -13,6 +13,7 @@ is a ``BAD`` tagged with the command's tag (untagged when no tag could be read).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ from imapproxy.wire.search import SearchKey
 # -- helpers ---------------------------------------------------------------------
 
 
-def frame_command(wire: bytes, **framer_args: int) -> Frame:
+def frame_command(wire: bytes, **framer_args: Any) -> Frame:
     """The one frame a server-role framer makes of ``wire`` (literals accepted)."""
     framer = Framer(Role.SERVER, **framer_args)
     framer.receive_data(wire)
@@ -1367,7 +1368,7 @@ def test_astring_atom_starting_with_tilde(wire: bytes, expected: object) -> None
 # -- literals that stream: the skeleton parses --------------------------------
 
 
-def stream_events(wire: bytes, **framer_args: int) -> list[object]:
+def stream_events(wire: bytes, **framer_args: Any) -> list[object]:
     framer = Framer(Role.SERVER, **framer_args)
     framer.receive_data(wire)
     events: list[object] = []

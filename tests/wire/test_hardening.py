@@ -201,7 +201,7 @@ def test_refusal_after_streamed_parts_is_marked_partial() -> None:
     assert bad.error.reply.tag == b"a"
     assert out[-1] == Frame(b"a2 NOOP\r\n")
     (fresh,) = events(Role.SERVER, b"a APPEND x {9+}\r\n123456789\r\n", max_literal=8)
-    assert not fresh.partial  # type: ignore[union-attr]
+    assert not fresh.partial
 
 
 # -- framer helpers for the relay ---------------------------------------------------

@@ -787,7 +787,7 @@ responses_without_namespace = st.one_of(
         st.just({}),
     ),
 )
-responses = st.one_of(
+responses: st.SearchStrategy[Any] = st.one_of(
     responses_without_namespace,
     st.tuples(
         st.builds(NamespaceData, namespace_groups, namespace_groups, namespace_groups),
@@ -926,7 +926,7 @@ framer_options = st.fixed_dictionaries(
 
 
 def _check_split_invariance(
-    role: Role, stream: bytes, options: dict[str, int], cuts: list[int]
+    role: Role, stream: bytes, options: dict[str, Any], cuts: list[int]
 ) -> None:
     whole = run_framer(Framer(role, **options), [stream], eof=True)
     split = run_framer(Framer(role, **options), split_at(stream, cuts), eof=True)
@@ -1042,7 +1042,7 @@ def _parse_all(role: Role, frame: Frame) -> list[object]:
     return seen
 
 
-def _feed_and_parse(role: Role, chunks: list[bytes], options: dict[str, int], accept: bool) -> None:
+def _feed_and_parse(role: Role, chunks: list[bytes], options: dict[str, Any], accept: bool) -> None:
     framer = Framer(role, **options)
     for chunk in chunks:
         framer.receive_data(chunk)

@@ -534,7 +534,17 @@ ROWS = [
     pytest.param(
         C,
         b'* 1 FETCH (ENVELOPE ("d" "s" NIL NIL NIL NIL NIL NIL NIL "<a"b@x>"))\r\n',
-        [FetchData(1, ((FetchItem("ENVELOPE"), Envelope(b"d", b"s", *[None] * 7, b'<a"b@x>')),))],
+        [
+            FetchData(
+                1,
+                (
+                    (
+                        FetchItem("ENVELOPE"),
+                        Envelope(b"d", b"s", None, None, None, None, None, None, None, b'<a"b@x>'),
+                    ),
+                ),
+            )
+        ],
         id="F8",
     ),
     pytest.param(
@@ -740,7 +750,17 @@ ROWS = [
     pytest.param(
         C,
         b"* 1 FETCH (ENVELOPE " + ENV % b'(("A" NIL "a" "x.com") ("B" NIL "b" "x.com"))' + b")\r\n",
-        [FetchData(1, ((FetchItem("ENVELOPE"), Envelope(None, None, (A, B), *[None] * 7)),))],
+        [
+            FetchData(
+                1,
+                (
+                    (
+                        FetchItem("ENVELOPE"),
+                        Envelope(None, None, (A, B), None, None, None, None, None, None, None),
+                    ),
+                ),
+            )
+        ],
         id="B10",
     ),
     pytest.param(
@@ -748,13 +768,33 @@ ROWS = [
         b"* 1 FETCH (ENVELOPE "
         + ENV % b'(("A" NIL "a" "x.com") NIL ("B" NIL "b" "x.com"))'
         + b")\r\n",
-        [FetchData(1, ((FetchItem("ENVELOPE"), Envelope(None, None, (A, B), *[None] * 7)),))],
+        [
+            FetchData(
+                1,
+                (
+                    (
+                        FetchItem("ENVELOPE"),
+                        Envelope(None, None, (A, B), None, None, None, None, None, None, None),
+                    ),
+                ),
+            )
+        ],
         id="B11-nil-in-list",
     ),
     pytest.param(
         C,
         b'* 1 FETCH (ENVELOPE (("d" "s" NIL NIL NIL NIL NIL NIL NIL "<m>")))\r\n',
-        [FetchData(1, ((FetchItem("ENVELOPE"), Envelope(b"d", b"s", *[None] * 7, b"<m>")),))],
+        [
+            FetchData(
+                1,
+                (
+                    (
+                        FetchItem("ENVELOPE"),
+                        Envelope(b"d", b"s", None, None, None, None, None, None, None, b"<m>"),
+                    ),
+                ),
+            )
+        ],
         id="B11-wrapped",
     ),
     pytest.param(

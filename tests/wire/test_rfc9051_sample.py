@@ -359,7 +359,7 @@ def client_lines(segment: list[C | SASL | S]) -> list[C | SASL]:
 
 
 def server_lines(segment: list[C | SASL | S]) -> list[S]:
-    return [step for step in segment if len(step) == 6]  # type: ignore[misc]
+    return [step for step in segment if len(step) == 6]
 
 
 def frame_stream(
@@ -415,7 +415,7 @@ def test_frames_relay_byte_for_byte(part: int, chunk: int | None) -> None:
     rebuilt = b"".join(
         next(server_raws) if len(step) == 6 else next(client_raws) for step in segment
     )
-    assert rebuilt == b"".join(step[0] for step in segment)  # type: ignore[misc]
+    assert rebuilt == b"".join(step[0] for step in segment)
 
 
 def test_whole_transcript_relays_unchanged() -> None:
