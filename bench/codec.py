@@ -19,6 +19,7 @@ Targets (issue #2, 2-core machine): >= 1 GB/s framed, >= 200k/s head-only,
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import time
 from collections.abc import Callable
@@ -122,8 +123,8 @@ def main() -> None:
     ):
         stream = literal_stream(count, size)
         chunks = _chunks(stream)
-        framed_s, _ = _best_of(runs, lambda chunks=chunks: frame_stream(chunks))
-        copy_s, _ = _best_of(runs, lambda chunks=chunks: copy_stream(chunks))
+        framed_s, _ = _best_of(runs, functools.partial(frame_stream, chunks))
+        copy_s, _ = _best_of(runs, functools.partial(copy_stream, chunks))
         mbps = len(stream) / framed_s / 1e6
         print(
             f"framing only, {label} in 64 KiB reads: {mbps:,.0f} MB/s "
