@@ -15,7 +15,9 @@ A value goes out as the lightest form that can carry it:
 * a quoted string when it is 7-bit text without CR, LF or NUL (UTF-8 allowed
   when the peer enabled UTF8=ACCEPT);
 * otherwise a literal: ``{n+}`` when the peer has LITERAL+ (or LITERAL- and
-  ``n <= 4096``), ``{n}`` otherwise, ``~{n}`` for data containing NUL (BINARY).
+  ``n <= 4096``), ``{n}`` otherwise. A literal8 (``~{n}``) is written only where
+  the grammar has one (APPEND message data, ``BINARY[]`` data); a string holding
+  NUL cannot be written anywhere else and raises :class:`LocalProtocolError`.
 
 :func:`build_command` and :func:`build_response` turn the typed arguments and
 data of :mod:`~imapproxy.wire.commands` and :mod:`~imapproxy.wire.responses`
