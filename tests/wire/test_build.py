@@ -18,17 +18,14 @@ import datetime as dt
 from collections.abc import Callable
 
 import pytest
+from codec_helpers import frames_of, literal, seq
 
 from imapproxy.wire import (
-    NEED_DATA,
     Atom,
     Command,
-    ContinuationRequest,
     FetchItem,
     Frame,
     FrameBuilder,
-    Framer,
-    Literal,
     LiteralSpan,
     LocalProtocolError,
     Mailbox,
@@ -36,7 +33,6 @@ from imapproxy.wire import (
     Role,
     Secret,
     Section,
-    SequenceSet,
     build_command,
     build_response,
     continuation,
@@ -91,37 +87,10 @@ from imapproxy.wire.search import SearchKey
 # -- helpers ---------------------------------------------------------------------
 
 
-def frames_of(role: Role, wire: bytes, chunk: int | None = None) -> list[Frame]:
-    """Every frame a framer makes of ``wire`` fed in pieces of ``chunk`` octets."""
-    framer = Framer(role)
-    pieces = [wire] if chunk is None else [wire[i : i + chunk] for i in range(0, len(wire), chunk)]
-    frames: list[Frame] = []
-    for piece in pieces:
-        framer.receive_data(piece)
-        while True:
-            event = framer.next_event()
-            if event is NEED_DATA:
-                break
-            if isinstance(event, ContinuationRequest):
-                framer.accept_literal()
-                continue
-            assert isinstance(event, Frame), event
-            frames.append(event)
-    return frames
-
-
 def built(write: Callable[[FrameBuilder], object], **options: bool) -> Frame:
     builder = FrameBuilder(**options)
     write(builder)
     return builder.build()
-
-
-def lit(data: bytes, *, binary: bool = False) -> Literal:
-    return Literal(Frame(data), LiteralSpan(0, 0, len(data), binary=binary))
-
-
-def seq(text: bytes) -> SequenceSet:
-    return SequenceSet.parse(text)
 
 
 def assert_strict(raw: bytes) -> None:
@@ -274,7 +243,7 @@ def test_literal_plus_frame_to_sync() -> None:
 def test_paren_and_value() -> None:
     frame = built(lambda b: b.paren([b"a", b"b c"], b.astring).sp().paren([], b.astring))
     assert frame.raw == b'(a "b c") ()\r\n'
-    frame = built(lambda b: b.value((Atom(b"A"), b"x y", None, (b"",), lit(b"z\r\n"))))
+    frame = built(lambda b: b.value((Atom(b"A"), b"x y", None, (b"",), literal(b"z\r\n"))))
     assert frame.raw == b'(A "x y" NIL ("") {3}\r\nz\r\n)\r\n'
 
 
@@ -554,7 +523,7 @@ COMMANDS = [
                 AppendMessage(
                     (b"\\Seen",),
                     dt.datetime(2024, 2, 1, 10, 0, 0, tzinfo=UTC_PLUS_1),
-                    lit(b"hello"),
+                    literal(b"hello"),
                 ),
             ),
         ),
@@ -568,15 +537,15 @@ COMMANDS = [
         AppendArgs(
             Mailbox(b"Sent"),
             (
-                AppendMessage(None, None, lit(b"a")),
-                AppendMessage((), None, lit(b"b\x00", binary=True), utf8=True),
+                AppendMessage(None, None, literal(b"a")),
+                AppendMessage((), None, literal(b"b\x00", binary=True), utf8=True),
                 AppendMessage(
                     None,
                     None,
                     None,
                     catenate=(
                         CatenatePart("URL", url=b"/INBOX;UID=2"),
-                        CatenatePart("TEXT", text=lit(b"cd")),
+                        CatenatePart("TEXT", text=literal(b"cd")),
                     ),
                 ),
             ),
@@ -697,7 +666,7 @@ COMMANDS = [
     pytest.param(
         b"a1",
         "X-FOO",
-        GenericArgs((Atom(b"A"), b"", None, (b"x",), lit(b"y\r\n"))),
+        GenericArgs((Atom(b"A"), b"", None, (b"x",), literal(b"y\r\n"))),
         {},
         b'a1 X-FOO A "" NIL ("x") {3}\r\ny\r\n\r\n',
         id="generic",
@@ -853,7 +822,7 @@ RESPONSES = [
                     FetchItem("INTERNALDATE"),
                     dt.datetime(1996, 7, 17, 2, 44, 25, tzinfo=dt.timezone(-dt.timedelta(hours=7))),
                 ),
-                (FetchItem("BODY", Section(), (0, None)), lit(b"abc")),
+                (FetchItem("BODY", Section(), (0, None)), literal(b"abc")),
                 (FetchItem("BINARY.SIZE", Section((1,))), 9),
             ),
         ),
@@ -954,7 +923,7 @@ STREAMS = [
 @pytest.mark.parametrize("chunk", [None, 1, 2, 3, 5, 64])
 @pytest.mark.parametrize(("role", "wire", "count"), STREAMS)
 def test_relay_raw_is_input(role: Role, wire: bytes, count: int, chunk: int | None) -> None:
-    frames = frames_of(role, wire, chunk)
+    frames = frames_of(role, wire, chunk=chunk)
     assert len(frames) == count
     assert b"".join(f.raw for f in frames) == wire
     parse = Command.parse if role is Role.SERVER else Response.parse

@@ -16,20 +16,17 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from codec_helpers import frame_one, literal, seq
 
 from imapproxy.wire import (
     NEED_DATA,
     Atom,
     Command,
     ContinuationRequest,
-    EndOfStream,
     FetchItem,
-    Frame,
     FramePart,
     Framer,
-    Literal,
     LiteralChunk,
-    LiteralSpan,
     Mailbox,
     ParseError,
     Role,
@@ -66,38 +63,8 @@ from imapproxy.wire.search import SearchKey
 # -- helpers ---------------------------------------------------------------------
 
 
-def frame_command(wire: bytes, **framer_args: Any) -> Frame:
-    """The one frame a server-role framer makes of ``wire`` (literals accepted)."""
-    framer = Framer(Role.SERVER, **framer_args)
-    framer.receive_data(wire)
-    framer.receive_eof()
-    frames: list[Frame] = []
-    while True:
-        event = framer.next_event()
-        if isinstance(event, ContinuationRequest):
-            framer.accept_literal()
-            continue
-        if isinstance(event, EndOfStream):
-            assert not event.partial
-            break
-        assert isinstance(event, Frame), event
-        frames.append(event)
-    assert len(frames) == 1, frames
-    assert frames[0].raw == wire  # relay: the frame is the input, byte for byte
-    return frames[0]
-
-
 def parse(wire: bytes) -> Command:
-    return Command.parse(frame_command(wire))
-
-
-def seq(text: bytes) -> SequenceSet:
-    return SequenceSet.parse(text)
-
-
-def lit(data: bytes, *, binary: bool = False) -> Literal:
-    """An inline literal carrying ``data`` (literals compare by content)."""
-    return Literal(Frame(data), LiteralSpan(0, 0, len(data), binary=binary))
+    return Command.parse(frame_one(Role.SERVER, wire))
 
 
 def key(name: str, *args: object) -> SearchKey:
@@ -150,7 +117,7 @@ HEADS = [
 
 @pytest.mark.parametrize(("wire", "tag", "name"), HEADS)
 def test_head(wire: bytes, tag: bytes, name: str) -> None:
-    command = Command.parse(frame_command(wire))
+    command = Command.parse(frame_one(Role.SERVER, wire))
     assert command.tag == tag
     assert command.name == name
     assert command.uid == name.startswith("UID ")
@@ -181,7 +148,7 @@ HEAD_ERRORS = [
 @pytest.mark.parametrize(("wire", "tag"), HEAD_ERRORS)
 def test_head_error(wire: bytes, tag: bytes | None) -> None:
     with pytest.raises(ParseError) as excinfo:
-        Command.parse(frame_command(wire))
+        Command.parse(frame_one(Role.SERVER, wire))
     reply = excinfo.value.reply
     assert reply.kind == "BAD"
     assert reply.tag == tag
@@ -568,19 +535,21 @@ MESSAGES_APPEND = [
     pytest.param(
         b"A003 APPEND saved-messages (\\Seen) {5}\r\nhello\r\n",
         "APPEND",
-        AppendArgs(Mailbox(b"saved-messages"), (AppendMessage((b"\\Seen",), None, lit(b"hello")),)),
+        AppendArgs(
+            Mailbox(b"saved-messages"), (AppendMessage((b"\\Seen",), None, literal(b"hello")),)
+        ),
         id="APPEND-flags",
     ),
     pytest.param(
         b"a APPEND box {5}\r\nhello\r\n",
         "APPEND",
-        AppendArgs(Mailbox(b"box"), (AppendMessage(None, None, lit(b"hello")),)),
+        AppendArgs(Mailbox(b"box"), (AppendMessage(None, None, literal(b"hello")),)),
         id="APPEND-bare",
     ),
     pytest.param(
         b"a APPEND box () {5}\r\nhello\r\n",
         "APPEND",
-        AppendArgs(Mailbox(b"box"), (AppendMessage((), None, lit(b"hello")),)),
+        AppendArgs(Mailbox(b"box"), (AppendMessage((), None, literal(b"hello")),)),
         id="APPEND-empty-flags",
     ),
     pytest.param(
@@ -592,7 +561,7 @@ MESSAGES_APPEND = [
                 AppendMessage(
                     (b"\\Seen", b"\\Draft", b"$Label"),
                     dt.datetime(1994, 2, 7, 21, 52, 25, tzinfo=tz(-8)),
-                    lit(b"hello"),
+                    literal(b"hello"),
                 ),
             ),
         ),
@@ -615,7 +584,7 @@ MESSAGES_APPEND = [
                         25,
                         tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)),
                     ),
-                    lit(b"hi"),
+                    literal(b"hi"),
                 ),
             ),
         ),
@@ -624,7 +593,7 @@ MESSAGES_APPEND = [
     pytest.param(
         b"a APPEND box ~{3}\r\na\x00b\r\n",
         "APPEND",
-        AppendArgs(Mailbox(b"box"), (AppendMessage(None, None, lit(b"a\x00b", binary=True)),)),
+        AppendArgs(Mailbox(b"box"), (AppendMessage(None, None, literal(b"a\x00b", binary=True)),)),
         id="APPEND-literal8",
     ),
     pytest.param(
@@ -633,9 +602,9 @@ MESSAGES_APPEND = [
         AppendArgs(
             Mailbox(b"box"),
             (
-                AppendMessage(None, None, lit(b"a")),
-                AppendMessage((b"\\Seen",), None, lit(b"bc")),
-                AppendMessage(None, dt.datetime(2000, 1, 1, tzinfo=tz(0)), lit(b"def")),
+                AppendMessage(None, None, literal(b"a")),
+                AppendMessage((b"\\Seen",), None, literal(b"bc")),
+                AppendMessage(None, dt.datetime(2000, 1, 1, tzinfo=tz(0)), literal(b"def")),
             ),
         ),
         id="APPEND-MULTIAPPEND",
@@ -645,7 +614,7 @@ MESSAGES_APPEND = [
         "APPEND",
         AppendArgs(
             Mailbox(b"Sent"),
-            (AppendMessage((b"\\Seen",), None, lit(b"h\xc3\xa9l", binary=True), utf8=True),),
+            (AppendMessage((b"\\Seen",), None, literal(b"h\xc3\xa9l", binary=True), utf8=True),),
         ),
         id="APPEND-UTF8-K8",
     ),
@@ -665,7 +634,7 @@ MESSAGES_APPEND = [
                         CatenatePart(
                             "URL", url=b"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER"
                         ),
-                        CatenatePart("TEXT", text=lit(b"\r\n\r\n")),
+                        CatenatePart("TEXT", text=literal(b"\r\n\r\n")),
                         CatenatePart(
                             "URL", url=b"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1.MIME"
                         ),
@@ -686,12 +655,12 @@ MESSAGES_APPEND = [
                     None,
                     None,
                     catenate=(
-                        CatenatePart("TEXT", text=lit(b"ab")),
+                        CatenatePart("TEXT", text=literal(b"ab")),
                         CatenatePart("URL", url=b"/x"),
-                        CatenatePart("TEXT", text=lit(b"cde")),
+                        CatenatePart("TEXT", text=literal(b"cde")),
                     ),
                 ),
-                AppendMessage(None, None, lit(b"zz")),
+                AppendMessage(None, None, literal(b"zz")),
             ),
         ),
         id="APPEND-CATENATE-and-MULTIAPPEND",
@@ -1194,7 +1163,7 @@ GENERIC = [
             b"bar",
             (Atom(b"1"), Atom(b"2"), (Atom(b"3"),)),
             None,
-            lit(b"abc"),
+            literal(b"abc"),
             Atom(b"BODY[HEADER.FIELDS (A B)]<0>"),
         ),
         id="every-value-kind",
@@ -1205,7 +1174,7 @@ GENERIC = [
 
 @pytest.mark.parametrize(("wire", "name", "values"), GENERIC)
 def test_generic(wire: bytes, name: str, values: tuple[object, ...]) -> None:
-    frame = frame_command(wire)
+    frame = frame_one(Role.SERVER, wire)
     command = Command.parse(frame)
     assert command.name == name
     assert command.args == GenericArgs(values)  # type: ignore[arg-type]

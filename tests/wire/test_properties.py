@@ -21,6 +21,7 @@ import string
 from typing import Any
 
 import pytest
+from codec_helpers import literal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,7 +37,6 @@ from imapproxy.wire import (
     Framer,
     Literal,
     LiteralChunk,
-    LiteralSpan,
     Mailbox,
     RemoteProtocolError,
     Response,
@@ -102,11 +102,6 @@ MEDIUM = settings(
 
 U32 = 2**32 - 1
 U63 = 2**63 - 1
-
-
-def make_literal(data: bytes, *, binary: bool = False) -> Literal:
-    span = LiteralSpan(0, 0, len(data), True, binary)
-    return Literal(Frame(data, (span,)), span)
 
 
 def lit(data: bytes, *, plus: bool = False, binary: bool = False) -> bytes:
@@ -260,7 +255,7 @@ flags = st.one_of(
     atom_bytes.map(lambda a: b"\\" + a),
 )
 flag_lists = st.lists(flags, max_size=4).map(tuple)
-literals = st.builds(make_literal, st.binary(max_size=40))
+literals = st.builds(literal, st.binary(max_size=40))
 datetimes = st.builds(
     lambda d, off: d.replace(microsecond=0, tzinfo=dt.timezone(dt.timedelta(minutes=off))),
     st.datetimes(min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 12, 30)),
@@ -273,7 +268,7 @@ generic_leaves = st.one_of(
     st.none(),
     atom_bytes.map(Atom),
     quotable,
-    st.builds(make_literal, st.binary(max_size=12).filter(lambda b: b"\x00" not in b)),
+    st.builds(literal, st.binary(max_size=12).filter(lambda b: b"\x00" not in b)),
 )
 generic_values = st.recursive(
     generic_leaves, lambda children: st.lists(children, max_size=3).map(tuple), max_leaves=6
@@ -393,7 +388,7 @@ def append_messages(draw: st.DrawFn) -> AppendMessage:
     kind = draw(st.sampled_from(["literal", "literal", "utf8", "catenate"]))
     if kind == "utf8":
         return AppendMessage(
-            msg_flags, date, make_literal(draw(st.binary(max_size=30)), binary=True), True
+            msg_flags, date, literal(draw(st.binary(max_size=30)), binary=True), True
         )
     if kind == "catenate":
         parts = draw(
@@ -407,7 +402,7 @@ def append_messages(draw: st.DrawFn) -> AppendMessage:
             )
         )
         return AppendMessage(msg_flags, date, None, catenate=tuple(parts))
-    data = make_literal(draw(st.binary(max_size=40)), binary=draw(st.booleans()))
+    data = literal(draw(st.binary(max_size=40)), binary=draw(st.booleans()))
     return AppendMessage(msg_flags, date, data)
 
 
@@ -696,11 +691,11 @@ fetch_values = st.one_of(
     st.tuples(st.just(FetchItem("INTERNALDATE")), datetimes),
     st.tuples(
         st.builds(lambda s, p: FetchItem("BODY", s, p), sections(), response_partials),
-        st.none() | st.builds(make_literal, st.binary(max_size=40), binary=st.booleans()),
+        st.none() | st.builds(literal, st.binary(max_size=40), binary=st.booleans()),
     ),
     st.tuples(
         st.builds(lambda s: FetchItem("BINARY", s), sections(binary=True)),
-        st.builds(make_literal, st.binary(max_size=40).filter(lambda b: b"\x00" not in b)),
+        st.builds(literal, st.binary(max_size=40).filter(lambda b: b"\x00" not in b)),
     ),
     st.tuples(st.builds(lambda s: FetchItem("BINARY.SIZE", s), sections(binary=True)), numbers64),
     st.tuples(
@@ -1353,7 +1348,7 @@ def test_namespace_extension_literal_values_round_trip() -> None:
 
 
 def test_binary_literal_with_nul_is_written_as_literal8() -> None:
-    value = make_literal(b"he\x00llo")
+    value = literal(b"he\x00llo")
     built = build_response(FetchData(1, ((FetchItem("BINARY", Section((1,))), value),)))
     assert built.raw == b"* 1 FETCH (BINARY[1] ~{6}\r\nhe\x00llo)\r\n"
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from codec_helpers import frames_of, literal, seq
 
 from imapproxy.wire import (
     NEED_DATA,
@@ -27,19 +28,16 @@ from imapproxy.wire import (
     BadFrame,
     Command,
     ContinuationRequest,
-    EndOfStream,
     FetchItem,
     Frame,
     Framer,
     Literal,
-    LiteralSpan,
     Mailbox,
     ParseError,
     RemoteProtocolError,
     Response,
     Role,
     Section,
-    SequenceSet,
     build_command,
     build_response,
 )
@@ -91,23 +89,6 @@ BAD = Bad()
 Check = Callable[[Command | Response], None]
 
 
-def frame_all(role: Role, wire: bytes, **framer_args: object) -> list[Frame]:
-    framer = Framer(role, **framer_args)  # type: ignore[arg-type]
-    framer.receive_data(wire)
-    framer.receive_eof()
-    frames: list[Frame] = []
-    while True:
-        event = framer.next_event()
-        if isinstance(event, ContinuationRequest):
-            framer.accept_literal()
-            continue
-        if isinstance(event, EndOfStream):
-            assert not event.partial
-            return frames
-        assert isinstance(event, Frame), event
-        frames.append(event)
-
-
 def head(role: Role, frame: Frame) -> Command | Response | None:
     """The parsed head of a frame, or None when not even the head parses."""
     try:
@@ -137,14 +118,6 @@ def check_frame(role: Role, frame: Frame, expected: object) -> None:
         assert parsed.args == expected
     else:
         assert parsed.data == expected
-
-
-def seq(text: bytes) -> SequenceSet:
-    return SequenceSet.parse(text)
-
-
-def lit(payload: bytes, *, binary: bool = False) -> Literal:
-    return Literal(Frame(payload), LiteralSpan(0, 0, len(payload), binary=binary))
 
 
 def fetch_value(parsed: Command | Response) -> object:
@@ -375,7 +348,7 @@ def k1_lower_case(parsed: Command | Response) -> None:
     assert isinstance(parsed, Command)
     assert (parsed.tag, parsed.name) == (b"34", "APPEND")
     assert parsed.args == AppendArgs(
-        Mailbox(b"Sent"), (AppendMessage((b"\\Seen",), None, lit(b"abc")),)
+        Mailbox(b"Sent"), (AppendMessage((b"\\Seen",), None, literal(b"abc")),)
     )
 
 
@@ -467,7 +440,8 @@ ROWS = [
         b"* 1 FETCH (FLAGS (\\Seen)  RFC822.HEADER {3}\r\nabc)\r\n",
         [
             FetchData(
-                1, ((FetchItem("FLAGS"), (b"\\Seen",)), (FetchItem("RFC822.HEADER"), lit(b"abc")))
+                1,
+                ((FetchItem("FLAGS"), (b"\\Seen",)), (FetchItem("RFC822.HEADER"), literal(b"abc"))),
             )
         ],
         id="F3-fetch",
@@ -515,7 +489,7 @@ ROWS = [
     pytest.param(
         C,
         b"* 1 FETCH (BODY[] {5}\r\nabc\r\n)\r\n",
-        [FetchData(1, ((FetchItem("BODY", Section()), lit(b"abc\r\n")),))],
+        [FetchData(1, ((FetchItem("BODY", Section()), literal(b"abc\r\n")),))],
         id="F6",
     ),
     pytest.param(C, b"* 1 FETCH (BODY[] {3}\r\n\xc3\xa9ab)\r\n", [BAD], id="F6-characters"),
@@ -556,7 +530,7 @@ ROWS = [
                 1,
                 (
                     (FetchItem("ENVELOPE"), Envelope(None, b'<a"b@x>', *[None] * 8)),
-                    (FetchItem("BODY", Section()), lit(b"abc")),
+                    (FetchItem("BODY", Section()), literal(b"abc")),
                 ),
             )
         ],
@@ -566,7 +540,10 @@ ROWS = [
     pytest.param(
         C,
         b"* 1 FETCH (UID 5 BODY[] {3}\r\nabc)\r\nFLAGS (\\Seen) RFC822.SIZE 3)\r\n",
-        [FetchData(1, ((FetchItem("UID"), 5), (FetchItem("BODY", Section()), lit(b"abc")))), BAD],
+        [
+            FetchData(1, ((FetchItem("UID"), 5), (FetchItem("BODY", Section()), literal(b"abc")))),
+            BAD,
+        ],
         id="F10",
     ),
     pytest.param(
@@ -835,8 +812,8 @@ ROWS = [
             FetchData(
                 1,
                 (
-                    (FetchItem("BODY", Section((1,))), lit(b"a")),
-                    (FetchItem("BODY", Section((2,))), lit(b"b")),
+                    (FetchItem("BODY", Section((1,))), literal(b"a")),
+                    (FetchItem("BODY", Section((2,))), literal(b"b")),
                 ),
             ),
             FetchData(1, ((FetchItem("UID"), 3),)),
@@ -1043,7 +1020,7 @@ ROWS = [
         [
             AppendArgs(
                 Mailbox(b"Sent"),
-                (AppendMessage((b"\\Seen",), None, lit(b"hello", binary=True), utf8=True),),
+                (AppendMessage((b"\\Seen",), None, literal(b"hello", binary=True), utf8=True),),
             )
         ],
         id="K8",
@@ -1068,7 +1045,7 @@ def _mime_type(parsed: Command | Response, expected: str) -> None:
 
 @pytest.mark.parametrize(("role", "wire", "expected"), ROWS)
 def test_quirk(role: Role, wire: bytes, expected: list[object]) -> None:
-    frames = frame_all(role, wire)
+    frames = frames_of(role, wire)
     assert len(frames) == len(expected), frames
     assert b"".join(f.raw for f in frames) == wire  # relayed unchanged
     for frame, outcome in zip(frames, expected, strict=True):
@@ -1089,7 +1066,7 @@ def test_bare_lf(quirk: str) -> None:
     assert (event.error.reply.kind, event.error.reply.tag) == ("BAD", b"a1")
     assert framer.next_event() == Frame(b"a2 NOOP\r\n")  # still in sync
     # Server leg with quirk_crlf_relaxed: accepted and relayed as sent.
-    frames = frame_all(S, b"a1 NOOP\na2 NOOP\r\n", quirk_crlf_relaxed=True)
+    frames = frames_of(S, b"a1 NOOP\na2 NOOP\r\n", quirk_crlf_relaxed=True)
     assert [f.raw for f in frames] == [b"a1 NOOP\n", b"a2 NOOP\r\n"]
     assert [Command.parse(f).args for f in frames] == [NoArgs(), NoArgs()]
     # Client leg: a server that sends bare LF cannot be framed safely.

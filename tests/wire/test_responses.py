@@ -15,21 +15,18 @@ import datetime as dt
 from collections import Counter
 
 import pytest
+from codec_helpers import frame_one, literal, seq
 
 from imapproxy.wire import (
     Atom,
-    EndOfStream,
     FetchItem,
     Frame,
-    Framer,
     Literal,
-    LiteralSpan,
     Mailbox,
     ParseError,
     Response,
     Role,
     Section,
-    SequenceSet,
 )
 from imapproxy.wire.bodystructure import Address, BodyPart, Envelope, Multipart, walk
 from imapproxy.wire.responses import (
@@ -55,38 +52,12 @@ from imapproxy.wire.responses import (
 # -- helpers ---------------------------------------------------------------------
 
 
-def frame_response(wire: bytes) -> Frame:
-    """The one frame a client-role framer makes of ``wire``."""
-    framer = Framer(Role.CLIENT)
-    framer.receive_data(wire)
-    framer.receive_eof()
-    frames: list[Frame] = []
-    while True:
-        event = framer.next_event()
-        if isinstance(event, EndOfStream):
-            assert not event.partial
-            break
-        assert isinstance(event, Frame), event
-        frames.append(event)
-    assert len(frames) == 1, frames
-    assert frames[0].raw == wire  # relay: the frame is the input, byte for byte
-    return frames[0]
-
-
 def parse(wire: bytes) -> Response:
-    return Response.parse(frame_response(wire))
+    return Response.parse(frame_one(Role.CLIENT, wire))
 
 
 def data(wire: bytes) -> object:
     return parse(wire).data
-
-
-def seq(text: bytes) -> SequenceSet:
-    return SequenceSet.parse(text)
-
-
-def lit(payload: bytes, *, binary: bool = False) -> Literal:
-    return Literal(Frame(payload), LiteralSpan(0, 0, len(payload), binary=binary))
 
 
 def tz(hours: int, minutes: int = 0) -> dt.timezone:
@@ -736,7 +707,7 @@ UNTAGGED = [
         b'* XFOO 1 "two" (3 NIL) {2}\r\nab\r\n',
         "XFOO",
         None,
-        GenericData((Atom(b"1"), b"two", (Atom(b"3"), None), lit(b"ab"))),
+        GenericData((Atom(b"1"), b"two", (Atom(b"3"), None), literal(b"ab"))),
         id="generic-every-value",
     ),
     pytest.param(
@@ -1024,7 +995,7 @@ FETCHES = [
     ),
     pytest.param(
         b"* 1 FETCH (BODY[] {5}\r\nhello)\r\n",
-        ((FetchItem("BODY", Section()), lit(b"hello")),),
+        ((FetchItem("BODY", Section()), literal(b"hello")),),
         id="BODY[]-literal",
     ),
     pytest.param(
@@ -1040,14 +1011,14 @@ FETCHES = [
     pytest.param(
         b"* 1 FETCH (BODY[1] {1}\r\na BODY[2.MIME] {1}\r\nb)\r\n",
         (
-            (FetchItem("BODY", Section((1,))), lit(b"a")),
-            (FetchItem("BODY", Section((2,), "MIME")), lit(b"b")),
+            (FetchItem("BODY", Section((1,))), literal(b"a")),
+            (FetchItem("BODY", Section((2,), "MIME")), literal(b"b")),
         ),
         id="two-sections",
     ),
     pytest.param(
         b"* 1 FETCH (BINARY[1] ~{3}\r\na\x00b)\r\n",
-        ((FetchItem("BINARY", Section((1,))), lit(b"a\x00b", binary=True)),),
+        ((FetchItem("BINARY", Section((1,))), literal(b"a\x00b", binary=True)),),
         id="BINARY-literal8",
     ),
     pytest.param(
@@ -1058,7 +1029,7 @@ FETCHES = [
     pytest.param(
         b'* 1 FETCH (RFC822 {3}\r\nabc RFC822.HEADER "h" RFC822.TEXT NIL)\r\n',
         (
-            (FetchItem("RFC822"), lit(b"abc")),
+            (FetchItem("RFC822"), literal(b"abc")),
             (FetchItem("RFC822.HEADER"), b"h"),
             (FetchItem("RFC822.TEXT"), None),
         ),

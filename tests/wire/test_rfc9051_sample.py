@@ -21,6 +21,7 @@ import base64
 import datetime as dt
 
 import pytest
+from codec_helpers import seq
 
 from imapproxy.wire import (
     NEED_DATA,
@@ -35,7 +36,6 @@ from imapproxy.wire import (
     Role,
     Secret,
     Section,
-    SequenceSet,
 )
 from imapproxy.wire.bodystructure import Address, BodyPart, Envelope
 from imapproxy.wire.commands import (
@@ -111,10 +111,6 @@ ENVELOPE = Envelope(
     in_reply_to=None,
     message_id=b"<B27397-0100000@cac.washington.ed>",
 )
-
-
-def seq(text: bytes) -> SequenceSet:
-    return SequenceSet.parse(text)
 
 
 #: A command line: its bytes and the name and arguments it parses to.
