@@ -462,7 +462,13 @@ class Framer:
     # -- input -------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes read from the peer."""
+        """Feed bytes read from the peer.
+
+        Streamed literal data that arrives in its own read is handed out as views
+        of ``data`` (no copy): a ``memoryview`` passed here must stay unchanged
+        until the :class:`LiteralChunk` events made from it are consumed. A
+        ``bytearray`` is always copied.
+        """
         if self._eof:
             raise RuntimeError("receive_data after receive_eof")
         if not data:
