@@ -31,22 +31,26 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+def _read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float) -> str:
+    """Output up to and including ``marker``, read from the pipe unbuffered (so
+    select() and the data agree)."""
     assert proc.stdout is not None
-    out = []
+    fd = proc.stdout.fileno()
+    out = b""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
+        selector.register(fd, selectors.EVENT_READ)
+        while marker.encode() not in out and time.monotonic() < deadline:
             if not selector.select(timeout=deadline - time.monotonic()):
                 break
-            line = proc.stdout.readline()
-            if not line:
+            data = os.read(fd, 65536)
+            if not data:
                 break
-            out.append(line)
-            if marker in line:
-                return "".join(out)
-    pytest.fail(f"no {marker!r} within {timeout} s; output so far:\n{''.join(out)}")
+            out += data
+    text = out.decode("utf-8", "replace")
+    if marker not in text:
+        pytest.fail(f"no {marker!r} within {timeout} s; output so far:\n{text}")
+    return text
 
 
 def test_demo_serves_the_demo_user_and_stops_on_ctrl_c(
@@ -57,18 +61,21 @@ def test_demo_serves_the_demo_user_and_stops_on_ctrl_c(
         [sys.executable, "-m", "imapproxy", "demo", "--dir", str(workdir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         text = _read_until(proc, "Press Ctrl-C", timeout=30)
-        port = int(re.search(r"IMAPS\s+port (\d+)", text).group(1))  # type: ignore[union-attr]
-        ca = re.search(r"CA file\s+(\S+)", text).group(1)  # type: ignore[union-attr]
-        context = ssl.create_default_context(cafile=ca)
+        port_match = re.search(r"IMAPS\s+port (\d+)", text)
+        ca_match = re.search(r"CA file\s+(\S+)", text)
+        assert port_match is not None
+        assert ca_match is not None
+        port = int(port_match.group(1))
+        context = ssl.create_default_context(cafile=ca_match.group(1))
         with imaplib.IMAP4_SSL("localhost", port, ssl_context=context, timeout=10) as imap:
             assert imap.login("demo", "demo")[0] == "OK"
             status, data = imap.select("INBOX", readonly=True)
             assert status == "OK"
+            assert data[0] is not None
             assert int(data[0]) > 0
         proc.send_signal(signal.SIGINT)
         rest = _read_until(proc, "Stopped.", timeout=30)
