@@ -84,6 +84,7 @@ from imapproxy.wire.responses import (
     NamespaceDescriptor,
     ResponseData,
     SearchData,
+    Unparsed,
     VanishedData,
 )
 from imapproxy.wire.search import SearchKey
@@ -825,7 +826,7 @@ def write_body(b: FrameBuilder, body: Body, *, extensible: bool = True) -> None:
     if isinstance(body, Multipart):
         for part in body.parts:
             write_body(b, part, extensible=extensible)
-        b.sp().string(body.subtype.encode("ascii"))
+        b.sp().string(body.subtype.encode("latin-1"))
         if extensible:
             b.sp()
             _body_params(b, body.params)
@@ -833,7 +834,7 @@ def write_body(b: FrameBuilder, body: Body, *, extensible: bool = True) -> None:
         b.raw(b")")
         return
     assert isinstance(body, BodyPart)
-    b.string(body.type.encode("ascii")).sp().string(body.subtype.encode("ascii")).sp()
+    b.string(body.type.encode("latin-1")).sp().string(body.subtype.encode("latin-1")).sp()
     _body_params(b, body.params)
     b.sp().nstring(body.id).sp().nstring(body.description).sp().string(body.encoding)
     b.sp().number(body.size)
@@ -853,7 +854,9 @@ def write_body(b: FrameBuilder, body: Body, *, extensible: bool = True) -> None:
 
 def _fetch_value(b: FrameBuilder, item: FetchItem, value: FetchValue) -> None:
     name = item.name
-    if name in ("UID", "RFC822.SIZE", "BINARY.SIZE") and isinstance(value, int):
+    if isinstance(value, Unparsed):
+        b.value(value.value)
+    elif name in ("UID", "RFC822.SIZE", "BINARY.SIZE") and isinstance(value, int):
         b.number(value)
     elif name == "MODSEQ" and isinstance(value, int):
         b.raw(b"(").number(value).raw(b")")

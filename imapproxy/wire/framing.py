@@ -41,7 +41,15 @@ tests/wire/test_framing.py):
 * A synchronizing literal that the caller refuses: a client that waited for ``+``
   sends nothing more, and framing resumes at its next command. If literal octets
   were already buffered when the refusal came, the client did not wait (a known
-  client bug); the literal and the rest of its command are drained instead.
+  client bug); the literal and the rest of its command, with every later literal
+  of it, are drained instead.
+* A bare LF ending a client's line: ``BadFrame`` (``BAD``), and a literal it
+  announced is handled as refused, so its data is never read as a command.
+* A client line ending in ``x{5}`` (the announcement glued to a token) or
+  starting with one, or a length of more than 100 digits: fatal (``BYE``),
+  because servers read ``x{5}`` as a bad atom and then the data as commands.
+* More than ``max_literals`` literals in one command: ``BadFrame``
+  (``[LIMIT]``), the rest drained.
 * In the server role a ``{n}`` that sits inside an unterminated quoted string is
   not a literal. Responses are not checked for quote balance, because real
   servers send unescaped quotes (docs: QUIRKS F8).
@@ -51,10 +59,11 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
 from dataclasses import dataclass, field
 
 from imapproxy.wire.errors import RemoteProtocolError, Reply
-from imapproxy.wire.grammar import TAG_CHAR
+from imapproxy.wire.grammar import TAG_CHAR, WORDS
 
 __all__ = [
     "NEED_DATA",
@@ -83,7 +92,7 @@ DEFAULT_MAX_COMMAND_LITERAL = 256 * MiB
 DEFAULT_MAX_RESPONSE_LITERAL = 4 * GiB
 DEFAULT_INLINE_LITERAL = 64 * KiB
 DEFAULT_MAX_INLINE_TOTAL = 1 * MiB
-DEFAULT_MAX_LITERALS = 1024
+DEFAULT_MAX_COMMAND_LITERALS = 1024
 
 _LF = 0x0A
 _CR = 0x0D
@@ -97,7 +106,9 @@ _TILDE = 0x7E
 # backtracking). Used only on command lines that end with a literal announcement.
 _QUOTE_BALANCED = re.compile(rb'(?:[^"]++|"(?:[^"\\]++|\\.)*+")*+', re.DOTALL)
 _TAG = re.compile(TAG_CHAR + rb"{1,64}(?= )")
-_HEAD = re.compile(rb"(?:\*|" + TAG_CHAR + rb"{1,64}) [A-Za-z0-9]{1,20}(?=[ \r\n]|$)")
+_HEAD = re.compile(
+    rb"(?:\*(?: [0-9]{1,10})?|" + TAG_CHAR + rb"{1,64}) ([A-Za-z]{1,20})(?=[ \r\n]|$)"
+)
 _MAX_ANNOUNCE_DIGITS = 100
 
 
@@ -143,10 +154,13 @@ class LiteralSpan:
 
 
 def _summary(raw: bytes) -> str:
-    """A frame's head for reprs: ``tag NAME`` when the line has that shape, else
-    nothing -- never arguments, which may be credentials (LOGIN, SASL lines)."""
+    """A frame's head for reprs: ``tag NAME`` when NAME is a command or response
+    name, else nothing -- never arguments, which may be credentials (LOGIN
+    arguments, SASL lines, a refused literal's data)."""
     match = _HEAD.match(raw)
-    return f", {match.group().decode('ascii')!r}" if match else ""
+    if match is None or match.group(1).upper() not in WORDS:
+        return ""
+    return f", {match.group().decode('ascii')!r}"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -160,11 +174,15 @@ class Frame:
 
     raw: bytes
     literals: tuple[LiteralSpan, ...] = ()
+    #: Read with :meth:`Framer.expect_line` (a SASL response, ``DONE``): not a
+    #: command, and its repr shows nothing of it.
+    plain: bool = field(default=False, compare=False)
 
     def __repr__(self) -> str:
         count = len(self.literals)
         literals = f", {count} literal{'s' if count != 1 else ''}" if count else ""
-        return f"Frame({len(self.raw)} octets{literals}{_summary(self.raw)})"
+        head = "" if self.plain else _summary(self.raw)
+        return f"Frame({len(self.raw)} octets{literals}{head})"
 
     @property
     def complete(self) -> bool:
@@ -288,11 +306,10 @@ class FramePart:
     def to_sync(self) -> FramePart:
         """The part with every ``{n+}`` in it written as ``{n}`` (see
         :meth:`Frame.to_sync`); the skeleton follows along."""
-        own = self._own_spans()
-        if all(lit.sync for lit in own):
-            return self
-        raw = Frame(self.raw, own).to_sync().raw
         frame = self.frame.to_sync()
+        if frame is self.frame:
+            return self
+        raw = Frame(self.raw, self._own_spans()).to_sync().raw
         literal = frame.literals[-1] if self.literal is not None else None
         return FramePart(raw, frame, literal, self.first)
 
@@ -417,7 +434,8 @@ class Framer:
             larger ones stream.
         max_inline_total: cap on the inline literal octets buffered for one frame;
             further literals stream even if small.
-        max_literals: cap on the literals of one frame (MULTIAPPEND batches).
+        max_literals: cap on the literals of one command (default 1024, enough
+            for MULTIAPPEND batches); responses have none by default.
         quirk_crlf_relaxed: accept a bare LF as a line end (QUIRKS F2; off). The
             frames keep the bare LF; whoever relays them writes CRLF.
     """
@@ -428,7 +446,7 @@ class Framer:
     max_nonsync_literal: int | None = None
     inline_literal: int = DEFAULT_INLINE_LITERAL
     max_inline_total: int = DEFAULT_MAX_INLINE_TOTAL
-    max_literals: int = DEFAULT_MAX_LITERALS
+    max_literals: int = 0
     quirk_crlf_relaxed: bool = False
 
     _buf: bytearray = field(default_factory=bytearray, init=False, repr=False)
@@ -449,6 +467,7 @@ class Framer:
     _line_bytes: int = field(default=0, init=False, repr=False)
     _inline_bytes: int = field(default=0, init=False, repr=False)
     _queued: Event | None = field(default=None, init=False, repr=False)
+    _impatient: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         server = self.role is Role.SERVER
@@ -458,6 +477,10 @@ class Framer:
             self.max_literal = (
                 DEFAULT_MAX_COMMAND_LITERAL if server else DEFAULT_MAX_RESPONSE_LITERAL
             )
+        if self.max_literals <= 0:
+            # Responses carry many literals legitimately (an ENVELOPE of 1,000
+            # 8-bit display names); their size is bounded by max_line anyway.
+            self.max_literals = DEFAULT_MAX_COMMAND_LITERALS if server else sys.maxsize
 
     # -- input -------------------------------------------------------------
 
@@ -556,6 +579,11 @@ class Framer:
         self._buf.clear()
         self._direct = None
         self._pos = self._scan = self._seg = 0
+        self._queued = None
+        self._pending = None
+        self._remaining = 0
+        self._raw_line = False
+        self._impatient = False
         self._reset_frame()
         self._state = _State.LINE
         return taken
@@ -635,10 +663,18 @@ class Framer:
         if pending is None:
             return self._finish_frame(lf + 1)
         if self._state is _State.DISCARD:
+            waits = (
+                pending.sync
+                and self.role is Role.SERVER
+                and not self._impatient
+                and len(buf) == pending.start
+                and self._direct is None
+            )
             self._pos = self._scan = self._seg = pending.start
-            if pending.sync and self.role is Role.SERVER:
+            if waits:
                 self._finish_discard()  # the client waits for a "+" that never comes
             else:
+                self._impatient = True  # it sends literals without waiting: drain them
                 self._remaining = pending.size
                 self._state = _State.DRAIN
             return None
@@ -684,11 +720,11 @@ class Framer:
         first_digit = last_digit
         while first_digit >= seg and 0x30 <= buf[first_digit] <= 0x39:
             first_digit -= 1
-            if last_digit - first_digit > _MAX_ANNOUNCE_DIGITS:
-                raise self._fatal("Literal length has too many digits")
         brace = first_digit
         if brace == last_digit or brace < seg or buf[brace] != _LBRACE:
             return None
+        if last_digit - brace > _MAX_ANNOUNCE_DIGITS:
+            raise self._fatal("Literal length has too many digits")
         binary = brace > seg and buf[brace - 1] == _TILDE
         announce = brace - 1 if binary else brace
         if self.role is Role.SERVER:
@@ -770,6 +806,7 @@ class Framer:
 
     def _finish_frame(self, stop: int) -> Event | None:
         """The line segment ending at ``stop`` completes the frame."""
+        plain = self._raw_line
         self._raw_line = False
         if self._state is _State.DISCARD:
             self._pos = self._scan = self._seg = stop
@@ -777,6 +814,8 @@ class Framer:
             return None
         raw = bytes(self._buf[self._pos : stop])
         self._pos = self._scan = self._seg = stop
+        if plain:
+            return Frame(raw, plain=True)
         if self._skel:
             self._skel.append(raw)
             part = FramePart(raw, (self._skel, self._spans), None, False)
@@ -788,6 +827,7 @@ class Framer:
 
     def _finish_discard(self) -> None:
         self._state = _State.LINE
+        self._impatient = False
         self._reset_frame()
 
     def _reset_frame(self) -> None:
@@ -806,15 +846,21 @@ class Framer:
         return match.group() if match else None
 
     def _refuse(self, pending: _Pending) -> bool:
-        """Drop the frame of a refused synchronizing literal; drain if data is here."""
+        """Drop the frame of a refused synchronizing literal; drain if data is here.
+
+        A client whose literal octets came without waiting for ``+`` (QUIRKS K7)
+        does not wait for later ones of the same command either: they are all
+        drained, until the command ends.
+        """
         early = len(self._buf) > pending.start or self._direct is not None
         self._pos = self._scan = self._seg = pending.start
+        self._reset_frame()
         if early:
+            self._impatient = True
             self._remaining = pending.size
             self._state = _State.DRAIN
         else:
             self._state = _State.LINE
-        self._reset_frame()
         return early
 
     def _refused(self, pending: _Pending, text: str, code: bytes) -> Event:

@@ -1,8 +1,13 @@
 """Character classes of the IMAP grammar (RFC 9051 section 9), in one place.
 
-Reading is lenient and writing strict (QUIRKS.md), so most classes come in two
-forms: the ``*_READ`` patterns accept 8-bit octets (servers and clients send them,
-QUIRKS F7), the ``*_WRITE`` patterns are 7-bit as the grammar says.
+Most classes come in two forms: the ``*_READ`` patterns accept 8-bit octets,
+which servers send (QUIRKS F7) and which responses are read with; the ``*_WRITE``
+patterns are 7-bit as the grammar says, and serve both for writing and for
+reading commands. Commands are read strictly because a server refuses an atom
+with 8-bit octets part way through a command and then reads the rest of the
+stream -- a non-synchronizing literal's data -- as commands: accepting what the
+server refuses would let the proxy and the server disagree on where commands
+end.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ __all__ = [
     "QUOTABLE",
     "TAG",
     "TAG_CHAR",
+    "WORDS",
     "astring_form",
     "quote",
 ]
@@ -45,6 +51,19 @@ FLAG_READ = re.compile(rb'\\?[^\x00-\x20\x7f(){%*"\\]+|\\\*')
 FLAG_WRITE = re.compile(rb'\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+|\\\*')
 # QUOTED-CHAR: 7-bit TEXT-CHAR (no CR, LF, NUL); "\" and DQUOTE are escaped.
 QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*")
+
+
+#: Command and response names of RFC 9051, RFC 3501 and the extensions the codec
+#: knows: what a log line or a repr may show of a frame (never its arguments).
+WORDS = frozenset(
+    b"""
+    APPEND AUTHENTICATE CAPABILITY CHECK CLOSE COMPRESS COPY CREATE DELETE ENABLE
+    EXAMINE EXPUNGE FETCH GETQUOTA GETQUOTAROOT ID IDLE LIST LOGIN LOGOUT LSUB MOVE
+    NAMESPACE NOOP RENAME SEARCH SELECT SETQUOTA SORT STARTTLS STATUS STORE SUBSCRIBE
+    THREAD UID UNAUTHENTICATE UNSELECT UNSUBSCRIBE XLIST
+    OK NO BAD BYE PREAUTH ENABLED ESEARCH EXISTS FLAGS RECENT VANISHED QUOTA QUOTAROOT
+    """.split()
+)
 
 
 def quote(data: bytes) -> bytes:

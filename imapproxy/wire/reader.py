@@ -8,11 +8,12 @@ looking at the data, and a literal's data is not copied unless asked for
 (:class:`Literal` is a view).
 
 Leniency (QUIRKS.md, "parse leniently"): runs of SP count as one (F3), a SP
-before CRLF or before ``)`` is accepted (F4), 8-bit octets are accepted in atoms,
-quoted strings and text (F7), and in responses a quote that is not followed by a
-delimiter does not end a quoted string (F8). Each tolerance used is counted in
-``quirks`` (a :class:`collections.Counter` keyed by the QUIRKS.md row) when the
-caller passes one, so a session can log which quirks its peer relied on.
+before CRLF or before ``)`` is accepted (F4), 8-bit octets are accepted in quoted
+strings and text, and in responses also in atoms (F7), and in responses a quote
+that is not followed by a delimiter does not end a quoted string (F8). The
+tolerances of the rows named in docs/codec.md are counted in ``quirks`` (a
+:class:`collections.Counter` keyed by the QUIRKS.md row) when the caller passes
+one, so a session can log which quirks its peer relied on.
 
 Strictness where leniency would let the proxy and a server read a command
 differently: a literal8 (``~{n}``) is accepted in a command only where the
@@ -34,7 +35,16 @@ from typing import TypeVar
 
 from imapproxy.wire.errors import RemoteProtocolError, Reply
 from imapproxy.wire.framing import Frame, LiteralSpan
-from imapproxy.wire.grammar import ASTRING_READ, ATOM_READ, FLAG_READ, LIST_READ
+from imapproxy.wire.grammar import (
+    ASTRING_READ,
+    ASTRING_WRITE,
+    ATOM_READ,
+    ATOM_WRITE,
+    FLAG_READ,
+    FLAG_WRITE,
+    LIST_READ,
+    LIST_WRITE,
+)
 from imapproxy.wire.values import (
     FetchItem,
     Mailbox,
@@ -59,19 +69,16 @@ _RBRACKET = 0x5D
 _BACKSLASH = 0x5C
 _CR = 0x0D
 
-_ATOM = ATOM_READ
-_ASTRING_ATOM = ASTRING_READ
-_LIST_CHARS = LIST_READ
 _NUMBER = re.compile(rb"[0-9]+")
 _MAX_DIGITS = 20  # number64 has at most 19; longer runs are refused before int()
 _QUOTED = re.compile(rb'"((?:[^"\\\r\n\x00]|\\[^\r\n\x00])*)"')
 _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 _SEQ_CHARS = re.compile(rb"[0-9*:,$]+")
 _SPACES = re.compile(rb" +")
-_FLAG = FLAG_READ
 # Generic tokens of unknown commands and responses: an atom, possibly with a
 # bracketed part and a partial, e.g. BODY[HEADER.FIELDS (A B)]<0.10>.
-_GENERIC_ATOM = re.compile(rb'[^\x00-\x20\x7f(){"\\\[\]]+|\\\*|\\')
+_GENERIC_READ = re.compile(rb'[^\x00-\x20\x7f(){"\\\[\]]+|\\\*|\\')
+_GENERIC_WRITE = re.compile(rb'[^\x00-\x20\x7f-\xff(){"\\\[\]]+|\\\*|\\')
 _SECTION_TEXT = re.compile(rb"HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME", re.I)
 _QUOTED_END = frozenset(b" )]\r")
 _MAX_NUMBER64 = (1 << 63) - 1
@@ -163,6 +170,11 @@ class Reader:
     """
 
     __slots__ = (
+        "_astring",
+        "_atom",
+        "_flag",
+        "_generic",
+        "_list",
         "_lits",
         "_probe_failed",
         "end",
@@ -195,6 +207,14 @@ class Reader:
         self.end = end
         self._lits = {lit.announce: lit for lit in frame.literals} if frame.literals else None
         self.response = response
+        # Responses are read leniently (8-bit in atoms, QUIRKS F7); commands with
+        # the grammar's 7-bit classes, as servers read them (see grammar.py).
+        if response:
+            self._atom, self._astring, self._list = ATOM_READ, ASTRING_READ, LIST_READ
+            self._flag, self._generic = FLAG_READ, _GENERIC_READ
+        else:
+            self._atom, self._astring, self._list = ATOM_WRITE, ASTRING_WRITE, LIST_WRITE
+            self._flag, self._generic = FLAG_WRITE, _GENERIC_WRITE
         self.redact = redact
         self.quirks = quirks
         self._probe_failed = -1  # see _probe_close()
@@ -325,18 +345,18 @@ class Reader:
         return match.group()
 
     def atom(self) -> bytes:
-        return self._match(_ATOM, "atom")
+        return self._match(self._atom, "atom")
 
     def keyword(self) -> str:
         """An atom, upper-cased as text (command and item names, QUIRKS F12).
 
         Only ASCII letters are case-folded: ``ß`` never becomes ``SS``.
         """
-        return self._match(_ATOM, "keyword").upper().decode("latin-1")
+        return self._match(self._atom, "keyword").upper().decode("latin-1")
 
     def maybe_keyword(self, *words: str) -> str | None:
         """Consume the atom if it is one of ``words`` (case-insensitive)."""
-        match = _ATOM.match(self.raw, self.pos, self.end)
+        match = self._atom.match(self.raw, self.pos, self.end)
         if match is None:
             return None
         word = match.group().upper().decode("latin-1")
@@ -379,7 +399,7 @@ class Reader:
     def maybe_nil(self) -> bool:
         raw = self.raw
         pos = self.pos
-        if raw[pos : pos + 3].upper() == b"NIL" and not _ATOM.match(raw, pos + 3, self.end):
+        if raw[pos : pos + 3].upper() == b"NIL" and not self._atom.match(raw, pos + 3, self.end):
             self.pos = pos + 3
             return True
         return False
@@ -467,7 +487,7 @@ class Reader:
         """``astring``: an atom (``]`` allowed) or a string."""
         if self._at_string():
             return self.string()
-        return self._match(_ASTRING_ATOM, "astring")
+        return self._match(self._astring, "astring")
 
     def nstring_or_literal(self) -> bytes | Literal | None:
         if self.maybe_nil():
@@ -486,7 +506,7 @@ class Reader:
         """``list-mailbox``: a LIST pattern (``%`` and ``*`` allowed unquoted)."""
         if self._at_string():
             return self.string()
-        return self._match(_LIST_CHARS, "mailbox pattern")
+        return self._match(self._list, "mailbox pattern")
 
     # -- structures -----------------------------------------------------------------
 
@@ -518,7 +538,7 @@ class Reader:
 
     def flag(self) -> bytes:
         """A flag: ``\\Seen``, a keyword, ``\\*`` (lenient about odd keywords, L7)."""
-        return self._match(_FLAG, "flag")
+        return self._match(self._flag, "flag")
 
     def flag_list(self) -> tuple[bytes, ...]:
         return self.paren_list(self.flag)
@@ -571,13 +591,23 @@ class Reader:
                 text = self._section_text(bool(part))
                 if text.startswith("HEADER.FIELDS"):
                     self.sp()
-                    fields = self.paren_list(self.astring, allow_empty=False)
+                    fields = self.paren_list(self._header_name, allow_empty=False)
                 break
             self.char(_RBRACKET)
         try:
             return Section(tuple(part), text, fields)
         except ValueError as exc:
             raise self.error(str(exc)) from exc
+
+    def _header_name(self) -> bytes:
+        """A HEADER.FIELDS name: an astring without CR, LF or NUL (RFC 5322 field
+        names are printable ASCII)."""
+        start = self.pos
+        name = self.astring()
+        if any(octet in name for octet in b"\r\n\x00"):
+            self.pos = start
+            raise self.error("Invalid header name")
+        return name
 
     def _section_text(self, has_part: bool) -> str:
         match = _SECTION_TEXT.match(self.raw, self.pos, self.end)
@@ -628,7 +658,7 @@ class Reader:
         raw = self.raw
         start = self.pos
         while self.pos < self.end:
-            match = _GENERIC_ATOM.match(raw, self.pos, self.end)
+            match = self._generic.match(raw, self.pos, self.end)
             if match is not None:
                 self.pos = match.end()
                 continue
@@ -690,7 +720,7 @@ class Reader:
         return FetchItem(name)
 
 
-_FETCH_NAME = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\]\[<]+')
+_FETCH_NAME = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]\[<]+')
 # Fetch items that take a list of modifiers: PREVIEW (RFC 8970), SNIPPET (Dovecot).
 _ITEMS_WITH_MODIFIERS = frozenset(("PREVIEW", "SNIPPET"))
 

@@ -51,6 +51,7 @@ __all__ = [
     "ResponseCode",
     "ResponseData",
     "SearchData",
+    "Unparsed",
     "VanishedData",
     "has_capability",
 ]
@@ -323,10 +324,21 @@ class VanishedData:
     uids: SequenceSet
 
 
+@dataclass(frozen=True, slots=True)
+class Unparsed:
+    """A FETCH item value that did not follow its grammar, kept generically
+    (QUIRKS B8, B12) so the rest of the response still counts."""
+
+    value: Value
+
+
 #: A FETCH item's value: UID/sizes/MODSEQ as int, FLAGS as a tuple of flags,
 #: INTERNALDATE as a datetime, ENVELOPE, BODY(STRUCTURE), section data as bytes or
-#: a literal by reference (None for NIL), anything else generically.
-FetchValue = int | tuple[bytes, ...] | _dt.datetime | Envelope | Body | bytes | Literal | Value
+#: a literal by reference (None for NIL), an extension item generically, and
+#: :class:`Unparsed` for a known item whose value could not be read.
+FetchValue = (
+    int | tuple[bytes, ...] | _dt.datetime | Envelope | Body | bytes | Literal | Unparsed | Value
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +366,8 @@ class FetchData:
     def flags(self) -> tuple[bytes, ...] | None:
         for item, value in self.items:
             if item.name == "FLAGS" and isinstance(value, tuple):
-                return value  # type: ignore[return-value]
+                flags = [flag for flag in value if isinstance(flag, bytes)]
+                return tuple(flags) if len(flags) == len(value) else None
         return None
 
     @property
@@ -547,7 +560,7 @@ def _condition_rest(status: str, reader: Reader) -> Condition:
     code = None
     if reader.peek() == 0x5B:  # "["
         code = _response_code(reader)
-        if code is not None and not reader.maybe_sp():
+        if code is not None and not reader.maybe_sp() and reader.at_end():
             reader.quirk("G1")  # "* OK [CODE]" without text
     return Condition(status, code, reader.rest())
 
@@ -832,14 +845,16 @@ def _fetch(response: Response, reader: Reader) -> FetchData:
             read = read_body
         reader.sp()
         start = reader.pos
+        value: FetchValue
         try:
             value = read(reader)
         except ParseError:
             # One odd item (RFC822.SIZE -1, INTERNALDATE NIL, ENVELOPE NIL:
             # QUIRKS B8, B12) must not cost the UID and FLAGS beside it.
             reader.pos = start
-            value = reader.value()
-            reader.quirk("B8")
+            unparsed = reader.value()
+            reader.quirk("B12" if unparsed is None else "B8")
+            value = Unparsed(unparsed)
         items.append((item, value))
     reader.expect_end()
     return FetchData(response.number, tuple(items))

@@ -434,6 +434,15 @@ def _field_form(name: bytes) -> bytes:
         raise LocalProtocolError(f"header name {name[:40]!r} cannot be written") from exc
 
 
+def _field_key(name: bytes) -> bytes:
+    """A header name's form in a comparison key: never fails (8-bit names from a
+    server have no strict written form, but must still be matched)."""
+    try:
+        return astring_form(name).upper()
+    except ValueError:
+        return b'"' + name.upper().replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     """The ``[...]`` of ``BODY[...]`` / ``BINARY[...]``.
@@ -475,7 +484,7 @@ class Section:
     @property
     def key(self) -> bytes:
         """Comparison key: header names upper-cased (they are case-insensitive)."""
-        return self._spec(_field_form(f).upper() for f in self.fields)
+        return self._spec(_field_key(f) for f in self.fields)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,15 @@ import socket
 import pytest
 
 from imapproxy.testing import DovecotServer, User
-from imapproxy.wire import NEED_DATA, Command, ContinuationRequest, Frame, Framer, Role
+from imapproxy.wire import (
+    NEED_DATA,
+    Command,
+    ContinuationRequest,
+    Frame,
+    Framer,
+    ParseError,
+    Role,
+)
 
 SHAPES = [
     pytest.param(b"t1 SELECT {" + b"0" * 30 + b"5+}\r\nINBOX\r\nt2 NOOP\r\n", id="zero-padded"),
@@ -70,19 +78,50 @@ def _read_until_tagged(sock: socket.socket, buf: bytearray, tag: bytes) -> list[
                 return tagged
 
 
-@pytest.mark.parametrize("stream", SHAPES)
-def test_server_sees_the_commands_the_codec_sees(
-    stream: bytes, dovecot: DovecotServer, mail_user: User
-) -> None:
-    tags = _codec_tags(stream)
+def _send(dovecot: DovecotServer, user: User, stream: bytes) -> list[bytes]:
+    """Log in, send ``stream`` and a final ``Z9 NOOP``; the tagged lines up to Z9's."""
     with socket.create_connection((dovecot.host, dovecot.imap_port), timeout=10) as sock:
         buf = bytearray()
         while b"\r\n" not in buf:
             buf += sock.recv(4096)
         buf[:] = buf.partition(b"\r\n")[2]
-        login = f'L1 LOGIN "{mail_user.name}" "{mail_user.password}"\r\n'.encode()
-        sock.sendall(login)
+        sock.sendall(f'L1 LOGIN "{user.name}" "{user.password}"\r\n'.encode())
         assert _read_until_tagged(sock, buf, b"L1")[-1].startswith(b"L1 OK")
         sock.sendall(stream + b"Z9 NOOP\r\n")
-        answered = [line.split(b" ", 1)[0] for line in _read_until_tagged(sock, buf, b"Z9")]
+        return _read_until_tagged(sock, buf, b"Z9")
+
+
+@pytest.mark.parametrize("stream", SHAPES)
+def test_server_sees_the_commands_the_codec_sees(
+    stream: bytes, dovecot: DovecotServer, mail_user: User
+) -> None:
+    tags = _codec_tags(stream)
+    answered = [line.split(b" ", 1)[0] for line in _send(dovecot, mail_user, stream)]
     assert answered == [*tags, b"Z9"]
+
+
+SMUGGLE = b"t9 CREATE Smuggled\r\n"  # 20 octets
+
+REFUSED = [
+    pytest.param(b"t1 SEARCH TEXT ~{20+}\r\n" + SMUGGLE + b"\r\n", id="literal8-in-search"),
+    pytest.param(b"t1 APPEND Drafts (\\Seen \xe9) {20+}\r\n" + SMUGGLE + b"\r\n", id="8bit-flag"),
+    pytest.param(b"t1 RENAME Drafts Dr\xe9fts {20+}\r\n" + SMUGGLE + b"\r\n", id="8bit-atom"),
+    pytest.param(b"t1 NOOP {20+}\r\n" + SMUGGLE + b"\r\n", id="noop-with-literal"),
+]
+
+
+@pytest.mark.parametrize("stream", REFUSED)
+def test_commands_the_server_would_split_are_refused(
+    stream: bytes, dovecot: DovecotServer, mail_user: User
+) -> None:
+    """Dovecot rejects these part way and runs the literal's data as a command
+    (shown here, so a change on either side is noticed); the codec refuses them
+    whole, so a relay never forwards them."""
+    framer = Framer(Role.SERVER)
+    framer.receive_data(stream)
+    (frame,) = list(iter(framer.next_event, NEED_DATA))
+    assert isinstance(frame, Frame)
+    with pytest.raises(ParseError):
+        _ = Command.parse(frame).args
+    answered = [line.split(b" ", 2)[:2] for line in _send(dovecot, mail_user, stream)]
+    assert [b"t9", b"OK"] in answered  # the server ran the smuggled command

@@ -738,12 +738,24 @@ def test_reject_literal_early_drains_further_nonsync_literals(chunking: str) -> 
 
 
 def test_reject_literal_early_then_sync_literal_in_drained_command() -> None:
-    # While draining, a further synchronizing literal means the client now waits for
-    # a "+" that never comes: framing resumes right after that announcement.
+    # A client that sent one literal without waiting for "+" (QUIRKS K7) does not
+    # wait for the next either: its octets are drained too, whatever they hold.
     framer = Framer(SERVER)
-    framer.receive_data(b"a1 LOGIN {3}\r\nbob {4}\r\na2 NOOP\r\n")
+    framer.receive_data(b"a1 LOGIN {3}\r\nbob {16}\r\nz DELETE INBOX\r\n\r\na2 NOOP\r\n")
     assert isinstance(framer.next_event(), ContinuationRequest)
     assert framer.reject_literal() is True
+    assert framer.next_event() == Frame(b"a2 NOOP\r\n")
+
+
+def test_reject_literal_then_a_later_sync_literal_arriving_alone() -> None:
+    # The same client's later literal announcement arriving on its own: still drained,
+    # because this command has shown that its client does not wait.
+    framer = Framer(SERVER)
+    framer.receive_data(b"a1 APPEND x {5}\r\nhello")
+    assert isinstance(framer.next_event(), ContinuationRequest)
+    assert framer.reject_literal() is True
+    for piece in (b" {16}\r\n", b"z DELETE INBOX\r\n", b"\r\n", b"a2 NOOP\r\n"):
+        framer.receive_data(piece)
     assert framer.next_event() == Frame(b"a2 NOOP\r\n")
 
 

@@ -28,9 +28,11 @@ from imapproxy.wire import (
     Role,
     Section,
 )
+from imapproxy.wire.bodystructure import Envelope
+from imapproxy.wire.build import build_response
 from imapproxy.wire.commands import AppendArgs, FetchArgs, SearchArgs
 from imapproxy.wire.errors import LocalProtocolError
-from imapproxy.wire.reader import Atom
+from imapproxy.wire.reader import Atom, Reader
 from imapproxy.wire.responses import Condition, EsearchData, FlagsData
 from imapproxy.wire.search import SearchKey
 from imapproxy.wire.values import FetchItem, SequenceSet
@@ -223,7 +225,10 @@ def test_frame_part_with_tag_and_to_sync() -> None:
     assert synced.literal is not None
     assert synced.literal.sync
     assert synced.literal.start == len(synced.raw)
-    assert last.to_sync() is last  # nothing to rewrite in the tail
+    tail = last.to_sync()
+    assert tail.raw == last.raw  # nothing to rewrite in the tail itself
+    assert tail.frame.raw == b"a1 APPEND x (\\Seen) {5}\r\n\r\n"  # but its skeleton agrees
+    assert tail.frame.literals[0].sync
     with pytest.raises(ValueError, match="first part"):
         last.with_tag(b"x")
 
@@ -264,6 +269,12 @@ def test_event_reprs_never_show_arguments() -> None:
         assert "bob" not in text
     assert repr(frame) == "Frame(31 octets, 1 literal, 'a LOGIN')"
     assert repr(sasl) == "Frame(26 octets)"
+    # a plain line that looks like "tag NAME", and a refused literal's data
+    framer.expect_line()
+    framer.receive_data(b"bob NOOP\r\n")
+    assert repr(framer.next_event()) == "Frame(10 octets)"
+    assert repr(Frame(b"bob hunter2\r\n")) == "Frame(13 octets)"
+    assert repr(Frame(b"* 3 EXISTS\r\n")) == "Frame(12 octets, '* 3 EXISTS')"
 
 
 # -- grammar corners -------------------------------------------------------------------------
@@ -304,9 +315,12 @@ def test_esearch_correlators(wire: bytes, expected: EsearchData) -> None:
 
 
 def test_keywords_fold_ascii_only() -> None:
-    """``ME\\xdfAGES`` is not MESSAGES (Unicode would fold the sharp s to SS)."""
-    args = Command.parse(Frame(b"a STATUS x (ME\xdfAGES messages)\r\n")).args
-    assert args.items == ("ME\xdfAGES", "MESSAGES")  # type: ignore[union-attr]
+    """``ME\\xdfAGES`` is not MESSAGES (Unicode would fold the sharp s to SS); in a
+    response it is an unknown item, in a command it is refused (8-bit atom)."""
+    data = Response.parse(Frame(b"* STATUS x (ME\xdfAGES 1 messages 2)\r\n")).data
+    assert data.items == (("ME\xdfAGES", 1), ("MESSAGES", 2))  # type: ignore[union-attr]
+    with pytest.raises(ParseError):
+        _ = Command.parse(Frame(b"a STATUS x (ME\xdfAGES)\r\n")).args
 
 
 def test_preview_and_snippet_modifiers() -> None:
@@ -398,3 +412,115 @@ def test_strict_input_counts_nothing() -> None:
     assert command.args is not None
     assert not quirks
     assert isinstance(Response.parse(Frame(b"* FLAGS (\\A)\r\n")).data, FlagsData)
+
+
+# -- second review: more ways to disagree with a server --------------------------------
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"t1 APPEND Drafts (\\Seen \xe9) {16+}\r\n" + SMUGGLED + b"\r\n",
+        b"t1 RENAME a\xe9 {16+}\r\n" + SMUGGLED + b"\r\n",
+        b"t1 SEARCH KEYWORD a\xe9 TEXT {16+}\r\n" + SMUGGLED + b"\r\n",
+        b"t1 SEARCH HEADER Subject\xe9 x TEXT {16+}\r\n" + SMUGGLED + b"\r\n",
+        b"t1 APPEND Dr\xe9fts {16+}\r\n" + SMUGGLED + b"\r\n",
+        b"t1 XFOO a\xe9 {16+}\r\n" + SMUGGLED + b"\r\n",
+    ],
+)
+def test_8bit_atoms_in_commands_are_refused(wire: bytes) -> None:
+    """Dovecot answers "8bit data in atom" part way through such a command and
+    runs the literal's data as a command; the codec refuses the command."""
+    (frame,) = events(Role.SERVER, wire)
+    with pytest.raises(ParseError):
+        _ = Command.parse(frame).args
+
+
+def test_8bit_in_quoted_strings_of_commands_is_accepted() -> None:
+    args = Command.parse(Frame(b'a SELECT "Entw\xc3\xbcrfe"\r\n')).args
+    assert args.mailbox == Mailbox("Entwürfe".encode())  # type: ignore[union-attr]
+
+
+def test_8bit_atoms_in_responses_are_accepted() -> None:
+    data = Response.parse(Frame(b'* LIST () "/" Entw\xc3\xbcrfe\r\n')).data
+    assert data.mailbox == Mailbox("Entwürfe".encode())  # type: ignore[union-attr]
+
+
+def test_later_literals_of_a_client_that_did_not_wait_are_drained() -> None:
+    """MULTIAPPEND from a client that sends literals without waiting (QUIRKS K7),
+    refused at its first literal: the second literal's data is drained too."""
+    framer = Framer(Role.SERVER)
+    framer.receive_data(b"a APPEND Forbidden {5}\r\nhello {16}\r\n" + SMUGGLED + b"\r\nb NOOP\r\n")
+    assert isinstance(framer.next_event(), ContinuationRequest)
+    assert framer.reject_literal() is True
+    assert framer.next_event() == Frame(b"b NOOP\r\n")
+    assert framer.next_event() is NEED_DATA
+
+
+def test_oversized_early_literal_drains_later_ones_too() -> None:
+    wire = b"a APPEND x {9}\r\n123456789 {16}\r\n" + SMUGGLED + b"\r\nb NOOP\r\n"
+    out = events(Role.SERVER, wire, max_literal=8)
+    assert isinstance(out[0], BadFrame)
+    assert out[1:] == [Frame(b"b NOOP\r\n")]
+
+
+def test_responses_may_carry_many_literals() -> None:
+    """An ENVELOPE with 1,100 8-bit display names comes as 1,100 literals."""
+    names = b" ".join(b'({6}\r\nJ\xc3\xb6rg1 NIL "u" "example.com")' for _ in range(1100))
+    wire = b"* 1 FETCH (ENVELOPE (NIL NIL NIL NIL NIL (" + names + b") NIL NIL NIL NIL))\r\n"
+    (frame,) = events(Role.CLIENT, wire)
+    assert len(frame.literals) == 1100
+    envelope = Response.parse(frame).data.get("ENVELOPE")  # type: ignore[union-attr]
+    assert isinstance(envelope, Envelope)
+    assert envelope.to is not None
+    assert len(envelope.to) == 1100
+
+
+def test_a_digit_run_without_brace_is_not_an_announcement() -> None:
+    wire = b"a SELECT " + b"1" * 150 + b"}\r\n"
+    (frame,) = events(Role.SERVER, wire)
+    assert frame.literals == ()
+    (frame,) = events(Role.CLIENT, b"* OK " + b"7" * 150 + b"}\r\n")
+    assert frame.literals == ()
+
+
+def test_take_buffered_forgets_the_frame_in_progress() -> None:
+    framer = Framer(Role.SERVER, inline_literal=1)
+    framer.receive_data(b"a APPEND x {5}\r\n")
+    assert isinstance(framer.next_event(), ContinuationRequest)
+    framer.accept_literal()  # a FramePart is now queued
+    assert framer.take_buffered() == b""
+    assert framer.next_event() is NEED_DATA
+    framer.receive_data(b"b NOOP\r\n")
+    assert framer.next_event() == Frame(b"b NOOP\r\n")
+
+
+def test_header_names_with_line_ends_are_refused() -> None:
+    with pytest.raises(ParseError, match="Invalid header name"):
+        _ = Command.parse(
+            events(Role.SERVER, b"a FETCH 1 BODY[HEADER.FIELDS ({3+}\r\na\r\n)]\r\n")[0]
+        ).args
+
+
+def test_8bit_header_name_from_a_server_still_has_a_key() -> None:
+    (frame,) = events(Role.CLIENT, b"* 1 FETCH (BODY[HEADER.FIELDS (X-\xe9)] {0}\r\n UID 7)\r\n")
+    data = Response.parse(frame).data
+    assert data.uid == 7  # type: ignore[union-attr]
+    assert data.items[0][0].key == b'BODY[HEADER.FIELDS ("X-\xe9")]'  # type: ignore[union-attr]
+
+
+def test_8bit_body_type_can_be_rebuilt() -> None:
+    data = Response.parse(
+        Frame(b'* 1 FETCH (BODYSTRUCTURE ("t\xe9xt" "plain" NIL NIL NIL "7bit" 3 1))\r\n')
+    ).data
+    rebuilt = build_response(data)
+    assert Response.parse(events(Role.CLIENT, rebuilt.raw)[0]).data == data
+
+
+def test_quote_probe_failure_is_remembered() -> None:
+    """QUIRKS F8 probing: once no closing quote is found from a point, later
+    probes from beyond it stop at once (linear time on hostile lines)."""
+    reader = Reader(Frame(b'* X "a"b "c"d\r\n'), 4, response=True)
+    assert reader.quoted() == b"a"  # no quote followed by a delimiter: plain reading
+    assert reader._probe_failed == 7
+    assert reader._probe_close(10) == -1

@@ -46,6 +46,7 @@ from imapproxy.wire.responses import (
     NamespaceDescriptor,
     ResponseCode,
     SearchData,
+    Unparsed,
     VanishedData,
 )
 
@@ -1186,32 +1187,52 @@ def test_data_error(wire: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("wire", "item", "value"),
+    ("wire", "item", "value", "quirk"),
     [
-        pytest.param(b"* 1 FETCH (UID 0 FLAGS ())\r\n", "UID", Atom(b"0"), id="UID-zero"),
+        pytest.param(b"* 1 FETCH (UID 0 FLAGS ())\r\n", "UID", Atom(b"0"), "B8", id="UID-zero"),
         pytest.param(
-            b"* 1 FETCH (RFC822.SIZE x FLAGS ())\r\n", "RFC822.SIZE", Atom(b"x"), id="SIZE-atom"
+            b"* 1 FETCH (RFC822.SIZE x FLAGS ())\r\n",
+            "RFC822.SIZE",
+            Atom(b"x"),
+            "B8",
+            id="SIZE-atom",
         ),
         pytest.param(
-            b"* 1 FETCH (FLAGS \\Seen UID 9)\r\n", "FLAGS", Atom(b"\\Seen"), id="FLAGS-bare"
+            b"* 1 FETCH (FLAGS \\Seen UID 9)\r\n", "FLAGS", Atom(b"\\Seen"), "B8", id="FLAGS-bare"
         ),
         pytest.param(
-            b"* 1 FETCH (BODYSTRUCTURE NIL FLAGS ())\r\n", "BODYSTRUCTURE", None, id="BS-NIL"
+            b"* 1 FETCH (BODYSTRUCTURE NIL FLAGS ())\r\n", "BODYSTRUCTURE", None, "B12", id="BS-NIL"
         ),
-        pytest.param(b"* 1 FETCH (ENVELOPE NIL FLAGS ())\r\n", "ENVELOPE", None, id="ENV-NIL"),
         pytest.param(
-            b"* 1 FETCH (BINARY[1] x FLAGS ())\r\n", "BINARY[1]", Atom(b"x"), id="BINARY-atom"
+            b"* 1 FETCH (ENVELOPE NIL FLAGS ())\r\n", "ENVELOPE", None, "B12", id="ENV-NIL"
+        ),
+        pytest.param(
+            b"* 1 FETCH (BINARY[1] x FLAGS ())\r\n",
+            "BINARY[1]",
+            Atom(b"x"),
+            "B8",
+            id="BINARY-atom",
         ),
     ],
 )
-def test_odd_fetch_item_is_kept_generically(wire: bytes, item: str, value: object) -> None:
-    """QUIRKS B8/B12: one unreadable item value does not cost the whole FETCH."""
+def test_odd_fetch_item_is_kept_generically(
+    wire: bytes, item: str, value: object, quirk: str
+) -> None:
+    """QUIRKS B8/B12: one unreadable item value does not cost the whole FETCH; it
+    is kept as Unparsed, which no typed accessor mistakes for a typed value."""
     quirks: Counter[str] = Counter()
     data = Response.parse(Frame(wire), quirks).data
     assert isinstance(data, FetchData)
-    assert data.get(item) == value
-    assert quirks["B8"] == 1
+    assert data.get(item) == Unparsed(value)  # type: ignore[arg-type]
+    assert quirks == Counter({quirk: 1})
     assert data.flags == () or data.uid == 9
+
+
+def test_typed_accessors_ignore_values_of_the_wrong_type() -> None:
+    data = Response.parse(Frame(b'* 1 FETCH (UID 4 FLAGS (\\Seen "x"))\r\n')).data
+    assert isinstance(data, FetchData)
+    assert data.uid == 4
+    assert data.flags is None  # a quoted string is not a flag
 
 
 def test_list_name_with_leading_control_character() -> None:
