@@ -94,7 +94,6 @@ DEFAULT_INLINE_LITERAL = 64 * KiB
 DEFAULT_MAX_INLINE_TOTAL = 1 * MiB
 DEFAULT_MAX_COMMAND_LITERALS = 1024
 
-_LF = 0x0A
 _CR = 0x0D
 _LBRACE = 0x7B
 _BEFORE_LITERAL = frozenset(b" (")
@@ -264,7 +263,7 @@ class FramePart:
     ``first`` marks the part that starts the frame (and holds its tag).
     """
 
-    __slots__ = ("_frame", "_parts", "_spans", "first", "literal", "raw")
+    __slots__ = ("_frame", "_nparts", "_nspans", "_parts", "_spans", "first", "literal", "raw")
 
     def __init__(
         self,
@@ -278,20 +277,23 @@ class FramePart:
         self.first = first
         if isinstance(frame, Frame):
             self._frame: Frame | None = frame
-            self._parts: tuple[bytes, ...] = ()
-            self._spans: tuple[LiteralSpan, ...] = ()
+            self._parts: list[bytes] = []
+            self._spans: list[LiteralSpan] = []
         else:
-            # Snapshots of the framer's lists; the skeleton is joined on demand, so
-            # a frame of many streamed parts costs linear time.
-            parts, spans = frame
+            # The framer's lists of this frame, and how much of them is this part's
+            # skeleton: they only grow while the frame lasts (and are replaced,
+            # not cleared, after it), so the skeleton can be joined on demand and a
+            # frame of many streamed parts costs linear time.
             self._frame = None
-            self._parts = tuple(parts)
-            self._spans = tuple(spans)
+            self._parts, self._spans = frame
+        self._nparts = len(self._parts)
+        self._nspans = len(self._spans)
 
     @property
     def frame(self) -> Frame:
         if self._frame is None:
-            self._frame = Frame(b"".join(self._parts), self._spans)
+            parts = self._parts[: self._nparts]
+            self._frame = Frame(b"".join(parts), tuple(self._spans[: self._nspans]))
         return self._frame
 
     def with_tag(self, tag: bytes) -> FramePart:

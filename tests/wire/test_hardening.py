@@ -188,6 +188,10 @@ def test_many_streamed_parts_keep_every_part() -> None:
     chunks = [e for e in out if isinstance(e, LiteralChunk)]
     assert len(parts) == 201
     assert len(chunks) == 200
+    # each part's skeleton is its own, though built after later parts arrived
+    assert parts[0].frame.raw == b"a APPEND x {2+}\r\n"
+    assert len(parts[0].frame.literals) == 1
+    assert parts[1].frame.raw == b"a APPEND x {2+}\r\n {2+}\r\n"
     args = Command.parse(parts[-1].frame).args
     assert isinstance(args, AppendArgs)
     assert len(args.messages) == 200
