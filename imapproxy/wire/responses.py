@@ -520,13 +520,6 @@ class Response:
         parser = _PARSERS.get(self.name)
         if parser is not None:
             return parser(self, reader)
-        if self.name in _STATUS_NAMES:
-            return _condition_rest(self.name, reader)
-        if self.name in ("EXISTS", "RECENT", "EXPUNGE"):
-            if self.number is None:
-                raise reader.error(f"{self.name} needs a number")
-            reader.expect_end()
-            return CountData(self.number)
         return GenericData(reader.values())
 
     @property
@@ -755,8 +748,12 @@ def _vanished(response: Response, reader: Reader) -> VanishedData:
     return VanishedData(earlier, uids)
 
 
-def _enabled(response: Response, reader: Reader) -> CapabilityData:
-    return _capability(response, reader)
+def _count_data(response: Response, reader: Reader) -> CountData:
+    """EXISTS, RECENT, EXPUNGE: the number comes before the name."""
+    if response.number is None:
+        raise reader.error(f"{response.name} needs a number")
+    reader.expect_end()
+    return CountData(response.number)
 
 
 def _id(response: Response, reader: Reader) -> IdData:
@@ -908,7 +905,10 @@ _PARSERS: dict[str, Callable[[Response, Reader], ResponseData]] = {
     "BYE": _condition,
     "PREAUTH": _condition,
     "CAPABILITY": _capability,
-    "ENABLED": _enabled,
+    "ENABLED": _capability,
+    "EXISTS": _count_data,
+    "RECENT": _count_data,
+    "EXPUNGE": _count_data,
     "FLAGS": _flags,
     "LIST": _list,
     "LSUB": _list,

@@ -16,7 +16,16 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from codec_helpers import frame_one, literal, seq
+from codec_helpers import (
+    ATOM_KEYS,
+    DATE_KEYS,
+    NO_ARG_KEYS,
+    NUMBER_KEYS,
+    STRING_KEYS,
+    frame_one,
+    literal,
+    seq,
+)
 
 from imapproxy.wire import (
     NEED_DATA,
@@ -783,49 +792,17 @@ SEARCHES = [
     ),
 ]
 
-_NO_ARG_KEYS = [
-    "ALL",
-    "ANSWERED",
-    "DELETED",
-    "DRAFT",
-    "FLAGGED",
-    "NEW",
-    "OLD",
-    "RECENT",
-    "SEEN",
-    "UNANSWERED",
-    "UNDELETED",
-    "UNDRAFT",
-    "UNFLAGGED",
-    "UNSEEN",
-    "SAVEDATESUPPORTED",
-]
-_STRING_KEYS = ["BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO", "X-GM-RAW", "X-GM-LABELS"]
-_DATE_KEYS = [
-    "BEFORE",
-    "ON",
-    "SINCE",
-    "SENTBEFORE",
-    "SENTON",
-    "SENTSINCE",
-    "SAVEDBEFORE",
-    "SAVEDON",
-    "SAVEDSINCE",
-]
-_ATOM_KEYS = ["KEYWORD", "UNKEYWORD", "EMAILID", "THREADID", "FILTER"]
-_NUMBER_KEYS = ["LARGER", "SMALLER", "X-GM-MSGID", "X-GM-THRID"]
-
 SEARCH_KEYS = [
-    *(pytest.param(name.lower().encode(), key(name), id=name) for name in _NO_ARG_KEYS),
-    *(pytest.param(name.encode() + b' "a b"', key(name, b"a b"), id=name) for name in _STRING_KEYS),
+    *(pytest.param(name.lower().encode(), key(name), id=name) for name in NO_ARG_KEYS),
+    *(pytest.param(name.encode() + b' "a b"', key(name, b"a b"), id=name) for name in STRING_KEYS),
     *(
         pytest.param(name.encode() + b" 29-Feb-2024", key(name, dt.date(2024, 2, 29)), id=name)
-        for name in _DATE_KEYS
+        for name in DATE_KEYS
     ),
-    *(pytest.param(name.encode() + b" $Junk", key(name, b"$Junk"), id=name) for name in _ATOM_KEYS),
+    *(pytest.param(name.encode() + b" $Junk", key(name, b"$Junk"), id=name) for name in ATOM_KEYS),
     *(
         pytest.param(name.encode() + b" 9223372036854775807", key(name, 2**63 - 1), id=name)
-        for name in _NUMBER_KEYS
+        for name in NUMBER_KEYS
     ),
     pytest.param(b"OLDER 3600", key("OLDER", 3600), id="OLDER"),
     pytest.param(b"YOUNGER 60", key("YOUNGER", 60), id="YOUNGER"),
