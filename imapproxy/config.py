@@ -34,6 +34,7 @@ import re
 import ssl
 import tomllib
 import types
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -476,13 +477,18 @@ def _raw_address(data: Mapping[str, Any]) -> Address | None:
         return None
 
 
+def _default_name(listener: Listener) -> str:
+    return f"{listener.tls}:{listener.address.port}"
+
+
 class Listener(Section):
     """``[[listener]]``: an address where clients connect."""
 
     address: AddressField
     tls: TlsMode
     name: str = ""
-    """Shown in logs; defaults to ``"<tls>:<port>"``, e.g. ``"implicit:993"``."""
+    """Shown in logs; defaults to ``"<tls>:<port>"``, e.g. ``"implicit:993"``, or to
+    ``"<tls>:<address>"`` when several listeners share tls mode and port."""
 
     @model_validator(mode="before")
     @classmethod
@@ -740,6 +746,15 @@ class Config(Section):
     def _distinct_listeners(cls, listeners: tuple[Listener, ...]) -> tuple[Listener, ...]:
         if not listeners:
             _fail(((), _AT_LEAST_ONE.format("listener")))
+        # Default names that collide ("implicit:993" on 0.0.0.0 and on [::]) get the
+        # whole address instead: "implicit:0.0.0.0:993", "implicit:[::]:993".
+        count = Counter(listener.name for listener in listeners)
+        listeners = tuple(
+            listener.model_copy(update={"name": f"{listener.tls}:{listener.address}"})
+            if count[listener.name] > 1 and listener.name == _default_name(listener)
+            else listener
+            for listener in listeners
+        )
         problems: list[tuple[tuple[str | int, ...], str]] = []
         by_address: dict[Address, int] = {}
         by_name: dict[str, int] = {}
@@ -752,8 +767,7 @@ class Config(Section):
                 problems.append(
                     (
                         (i, "name"),
-                        f"{listener.name!r} is the name of listener[{by_name[listener.name]}] "
-                        'too; names default to "<tls>:<port>": set name to tell them apart',
+                        f"{listener.name!r} is the name of listener[{by_name[listener.name]}] too",
                     )
                 )
             by_address.setdefault(listener.address, i)
