@@ -1,0 +1,117 @@
+"""Bounds that protect the proxy and its upstreams from one client.
+
+* :class:`ConnectionLimiter` -- client connections overall and per client IP.
+* :class:`LoginThrottle` -- a growing delay after failed logins, keyed on
+  (user, client IP): keyed on the user alone it would let anyone lock a user out
+  by failing on purpose; keyed on the IP alone it would punish a whole NATed
+  office for one typo. Failures are forgotten after a window, and the table is
+  bounded (the oldest entries go first).
+
+Both are plain objects: the session asks, then awaits what the answer implies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+
+__all__ = ["ConnectionLimiter", "LoginThrottle"]
+
+
+class ConnectionLimiter:
+    """Counts client connections; :meth:`acquire` says whether one may proceed."""
+
+    def __init__(self, max_total: int, max_per_ip: int) -> None:
+        self.max_total = max_total
+        self.max_per_ip = max_per_ip
+        self.total = 0
+        self._per_ip: defaultdict[str, int] = defaultdict(int)
+
+    def acquire(self, ip: str) -> str | None:
+        """Count a new connection from ``ip``; returns None when allowed, else the
+        reason it is refused (and then nothing was counted)."""
+        if self.total >= self.max_total:
+            return "Too many connections to the proxy"
+        if self._per_ip[ip] >= self.max_per_ip:
+            return "Too many connections from your address"
+        self.total += 1
+        self._per_ip[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        count = self._per_ip[ip] - 1
+        if count <= 0:
+            del self._per_ip[ip]
+        else:
+            self._per_ip[ip] = count
+
+    def connections_from(self, ip: str) -> int:
+        return self._per_ip.get(ip, 0)
+
+    def __repr__(self) -> str:
+        return f"ConnectionLimiter({self.total}/{self.max_total}, {len(self._per_ip)} addresses)"
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    last: float
+
+
+class LoginThrottle:
+    """Failed-login delays per (user, client IP).
+
+    After the n-th consecutive failure the next answer for that pair waits
+    ``base * 2**(n-1)`` seconds, at most ``maximum``. A success clears the pair;
+    failures older than ``window`` seconds are forgotten.
+    """
+
+    def __init__(
+        self, base: float, maximum: float, window: float, *, max_entries: int = 100_000
+    ) -> None:
+        self.base = base
+        self.maximum = maximum
+        self.window = window
+        self.max_entries = max_entries
+        self._failures: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+
+    def _get(self, key: tuple[str, str], now: float) -> _Failures | None:
+        entry = self._failures.get(key)
+        if entry is not None and now - entry.last > self.window:
+            del self._failures[key]
+            return None
+        return entry
+
+    def delay(self, user: str, ip: str, now: float) -> float:
+        """Seconds the next login answer for (user, ip) must wait (0: none)."""
+        entry = self._get((user, ip), now)
+        if entry is None:
+            return 0.0
+        exponent = min(entry.count - 1, 62)
+        wanted = min(self.maximum, self.base * math.pow(2, exponent))
+        return max(0.0, entry.last + wanted - now)
+
+    def failed(self, user: str, ip: str, now: float) -> float:
+        """Record a failure; returns the delay before answering it."""
+        key = (user, ip)
+        entry = self._get(key, now)
+        if entry is None:
+            entry = _Failures(0, now)
+            self._failures[key] = entry
+            while len(self._failures) > self.max_entries:
+                self._failures.popitem(last=False)
+        entry.count += 1
+        entry.last = now
+        self._failures.move_to_end(key)
+        return self.delay(user, ip, now)
+
+    def succeeded(self, user: str, ip: str) -> None:
+        self._failures.pop((user, ip), None)
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def __repr__(self) -> str:
+        return f"LoginThrottle({len(self._failures)} pairs, base={self.base}s, max={self.maximum}s)"

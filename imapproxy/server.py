@@ -1,0 +1,192 @@
+"""The shell of a running proxy: listeners, connection limits, signals.
+
+:class:`Proxy` holds what every session shares -- the configuration, the TLS
+contexts (built once), the router, the connection limiter and the failed-login
+throttle -- and :meth:`Proxy.serve` runs the listeners until SIGTERM or SIGINT.
+
+Shutdown drains: the listeners close first, then every session is asked to end
+(:meth:`~imapproxy.session.ClientSession.shutdown`: at once when idle, after its
+commands in flight otherwise, always with a BYE); after ``shutdown_grace``
+seconds whatever is left is cancelled.
+
+A connection over the limits (overall or per client IP) gets a BYE with the
+reason and is closed; on an implicit-TLS listener the BYE goes over TLS (a short
+handshake), with a small bound on how many such refusals run at once so that a
+flood cannot turn refusals into work.
+"""
+
+from __future__ import annotations
+
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import structlog
+import trio
+
+from imapproxy.capabilities import ClientCapabilities
+from imapproxy.config import Config, Listener
+from imapproxy.limits import ConnectionLimiter, LoginThrottle
+from imapproxy.router import Router
+from imapproxy.session import ClientSession
+from imapproxy.tls import client_context, server_context
+
+__all__ = ["BoundListener", "Proxy", "run"]
+
+log = structlog.get_logger("imapproxy.server")
+
+_REFUSAL_HANDSHAKES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class BoundListener:
+    """A listener and the address it got (port 0 in the config: an ephemeral one)."""
+
+    config: Listener
+    host: str
+    port: int
+
+
+class Proxy:
+    """A configured proxy; :meth:`serve` runs it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server_ssl: ssl.SSLContext | None = (
+            server_context(config.tls) if config.tls is not None else None
+        )
+        self.upstream_ssl: dict[str, ssl.SSLContext | None] = {
+            up.name: client_context(up) if up.tls != "none" else None for up in config.upstreams
+        }
+        self.router = Router(config)
+        limits = config.limits
+        self.limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
+        self.throttle = LoginThrottle(
+            limits.login_failure_delay,
+            limits.login_failure_max_delay,
+            limits.login_failure_window,
+        )
+        self.capabilities = ClientCapabilities()
+        self.sessions: set[ClientSession] = set()
+        self.listening: list[BoundListener] = []
+        self._refusals: trio.Semaphore | None = None
+        self._all_gone: trio.Event | None = None
+        self._listeners: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"Proxy({len(self.listening)} listeners, {len(self.sessions)} sessions)"
+
+    async def serve(
+        self,
+        *,
+        handle_signals: bool = False,
+        task_status: trio.TaskStatus[Proxy] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen and serve until :meth:`shutdown` (or SIGTERM/SIGINT with
+        ``handle_signals``), then drain the sessions and return."""
+        self._refusals = trio.Semaphore(_REFUSAL_HANDSHAKES)
+        async with trio.open_nursery() as sessions:
+            async with trio.open_nursery() as listeners:
+                for cfg in self.config.listeners:
+                    bound = await trio.open_tcp_listeners(cfg.address.port, host=cfg.address.host)
+                    for listener in bound:
+                        sockname = listener.socket.getsockname()
+                        self.listening.append(BoundListener(cfg, sockname[0], sockname[1]))
+                        log.info(
+                            "listening", listener=cfg.name, address=f"{sockname[0]}:{sockname[1]}"
+                        )
+                    listeners.start_soon(
+                        partial(trio.serve_listeners, handler_nursery=sessions),
+                        self._handler(cfg),
+                        bound,
+                    )
+                self._listeners = listeners.cancel_scope
+                if handle_signals:
+                    listeners.start_soon(self._signals)
+                task_status.started(self)
+            # Listeners are closed: drain the sessions.
+            await self.drain(sessions.cancel_scope)
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+            async for signum in received:
+                log.info("shutting down", signal=signal.Signals(signum).name)
+                self.shutdown()
+                return
+
+    def shutdown(self) -> None:
+        """Stop accepting connections and drain the sessions (what SIGTERM does)."""
+        if self._listeners is not None:
+            self._listeners.cancel()
+
+    async def drain(self, sessions: trio.CancelScope) -> None:
+        self._all_gone = trio.Event()
+        for session in list(self.sessions):
+            session.shutdown()
+        if self.sessions:
+            with trio.move_on_after(self.config.timeouts.shutdown_grace):
+                await self._all_gone.wait()
+        sessions.cancel()
+
+    def _handler(self, cfg: Listener) -> Callable[[trio.SocketStream], Awaitable[None]]:
+        async def handle(stream: trio.SocketStream) -> None:
+            try:
+                peer = stream.socket.getpeername()
+            except OSError:
+                await trio.aclose_forcefully(stream)
+                return
+            ip, port = str(peer[0]), int(peer[1])
+            refused = self.limiter.acquire(ip)
+            if refused is not None:
+                await self._refuse(stream, cfg, refused, ip)
+                return
+            session = ClientSession(self, stream, (ip, port), cfg)
+            self.sessions.add(session)
+            try:
+                await session.run()
+            finally:
+                self.sessions.discard(session)
+                self.limiter.release(ip)
+                if not self.sessions and self._all_gone is not None:
+                    self._all_gone.set()
+
+        return handle
+
+    async def _refuse(self, stream: trio.SocketStream, cfg: Listener, reason: str, ip: str) -> None:
+        log.warning("connection refused", peer=ip, listener=cfg.name, reason=reason)
+        bye = b"* BYE " + reason.encode("ascii") + b"\r\n"
+        assert self._refusals is not None
+        try:
+            if cfg.tls != "implicit":
+                with trio.move_on_after(2.0):
+                    await stream.send_all(bye)
+                return
+            if self.server_ssl is None or self._refusals.value == 0:
+                return
+            async with self._refusals:
+                tls = trio.SSLStream(stream, self.server_ssl, server_side=True)
+                with trio.move_on_after(min(5.0, self.config.timeouts.tls_handshake)):
+                    await tls.do_handshake()
+                    await tls.send_all(bye)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+
+def run(config: Config) -> int:
+    """``imapproxy serve``: run the proxy until SIGTERM/SIGINT; the exit status."""
+    try:
+        proxy = Proxy(config)
+    except (OSError, ssl.SSLError) as exc:
+        log.error("cannot start", error=str(exc))
+        return 1
+    try:
+        trio.run(partial(proxy.serve, handle_signals=True))
+    except OSError as exc:  # e.g. the address is in use
+        log.error("cannot listen", error=str(exc))
+        return 1
+    log.info("stopped")
+    return 0

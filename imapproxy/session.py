@@ -1,0 +1,991 @@
+"""A client session: one client connection, from greeting to BYE.
+
+:class:`ClientSession` is the server side of the proxy. It reads the client's
+bytes with a :class:`~imapproxy.wire.Framer` in the server role and goes through
+the RFC states:
+
+* **Not authenticated.** Answered here: CAPABILITY (per state: before TLS on a
+  STARTTLS listener, ``STARTTLS LOGINDISABLED`` and no ``AUTH=``), NOOP, ID,
+  LOGOUT, STARTTLS (bytes pipelined after it are discarded), LOGIN (quoted or
+  literal arguments) and AUTHENTICATE PLAIN / LOGIN (with SASL-IR). A login is
+  routed (:class:`~imapproxy.router.Router`) and replayed upstream on a new
+  :class:`~imapproxy.upstream.UpstreamConnection`; its refusal is relayed with
+  the upstream's response code (``[REFERRAL]`` removed), after a delay that grows
+  with the failures of the same (user, client IP). The whole phase has a deadline.
+* **Authenticated / selected.** Every command is parsed (arguments included: a
+  command the codec refuses gets its ``BAD`` and never reaches the server) and
+  relayed as a :class:`~imapproxy.upstream.Request` with an upstream tag. The
+  client's literals go upstream synchronizing; for APPEND the client gets ``+``
+  only after the server gave one, so a refusal (``NO [TRYCREATE]``) arrives
+  instead of ``+`` and the client never sends the message. The session answers
+  CAPABILITY, ID and LOGOUT itself (hop-by-hop), refuses STARTTLS, LOGIN,
+  AUTHENTICATE and COMPRESS there, and follows IDLE (the ``DONE`` line).
+
+The upstream connection's reader task delivers responses through the
+:class:`~imapproxy.upstream.Downstream` methods: tags are mapped back, CAPABILITY
+lists and ``[CAPABILITY]`` codes become the proxy's, ``[REFERRAL]`` codes are
+dropped, and the :class:`~imapproxy.mailbox.SelectedMailbox` model follows the
+untagged responses. Output is buffered and flushed once per batch of input, so a
+FETCH of 500 headers costs a handful of writes.
+
+Ends: the client's LOGOUT (answered after the commands in flight complete), the
+client's disconnect (the upstream is closed -- never completed with made-up bytes
+when the client vanished mid-literal), the upstream's BYE or disconnect (the
+client gets a BYE), a timeout, or the server's shutdown.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import itertools
+import ssl
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from imapproxy import __version__
+from imapproxy.mailbox import SelectedMailbox
+from imapproxy.tls import describe
+from imapproxy.upstream import Credentials, Request, UpstreamConnection, UpstreamError
+from imapproxy.wire import (
+    NEED_DATA,
+    BadFrame,
+    Command,
+    ContinuationRequest,
+    EndOfStream,
+    Event,
+    Frame,
+    FramePart,
+    Framer,
+    LiteralChunk,
+    RemoteProtocolError,
+    Response,
+    Role,
+    build_response,
+)
+from imapproxy.wire.commands import AuthenticateArgs, IdArgs, LoginArgs, SelectArgs
+from imapproxy.wire.reader import ParseError
+from imapproxy.wire.responses import CapabilityData, IdData, Kind
+from imapproxy.wire.values import Secret
+
+if TYPE_CHECKING:
+    from imapproxy.config import Listener
+    from imapproxy.server import Proxy
+
+__all__ = ["ClientSession", "State"]
+
+log = structlog.get_logger("imapproxy.session")
+
+RECEIVE_SIZE = 256 * 1024
+FLUSH_AT = 256 * 1024
+_session_ids = itertools.count(1)
+
+#: Commands the session answers or refuses itself once logged in.
+_LOCAL_AFTER_LOGIN = frozenset(
+    {
+        "CAPABILITY",
+        "ID",
+        "LOGOUT",
+        "STARTTLS",
+        "LOGIN",
+        "AUTHENTICATE",
+        "COMPRESS",
+        "UNAUTHENTICATE",
+    }
+)
+#: ID fields a client may not set: the proxy vouches for them to trusted upstreams.
+_RESERVED_ID_PREFIXES = (
+    b"x-originating-",
+    b"x-connected-",
+    b"x-forward",
+    b"x-proxy-ttl",
+    b"x-session",
+)
+
+
+class State(Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+class _Closed(Exception):
+    """The session must end; ``bye`` (if any) was already written."""
+
+
+@dataclass(eq=False, slots=True)
+class _Forward:
+    """A client command being relayed whose frame spans several framer events.
+
+    ``processed``: octets of the client's frame (skeleton offsets) already sent
+    upstream. ``deferred``: the command's arguments could not be checked before
+    its complete frame arrived (a string literal, e.g. ``SELECT {5}``); the proxy
+    accepts its (small) literals itself and relays the whole frame at the end.
+    """
+
+    command: Command
+    request: Request | None = None
+    processed: int = 0
+    deferred: bool = False
+
+
+class ClientSession:
+    """One client connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        proxy: Proxy,
+        stream: trio.abc.Stream,
+        peer: tuple[str, int],
+        listener: Listener,
+    ) -> None:
+        self.proxy = proxy
+        self.id = f"{next(_session_ids):x}"
+        self.peer = peer
+        self.listener = listener
+        self.state = State.NOT_AUTHENTICATED
+        self.tls = False
+        self.user: str | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.mailbox: SelectedMailbox | None = None
+        self.enabled: set[str] = set()
+        self.client_id: tuple[tuple[bytes, bytes | None], ...] = ()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.started = trio.current_time()
+        self._stream = stream
+        limits = proxy.config.limits
+        self._framer = Framer(
+            Role.SERVER,
+            max_line=limits.max_line,
+            max_literal=limits.max_preauth_literal,
+            max_nonsync_literal=None if proxy.capabilities.literal_plus else 4096,
+        )
+        self._out: list[bytes | memoryview] = []
+        self._out_size = 0
+        self._write_lock = trio.Lock()
+        self._read_timeout: float = proxy.config.timeouts.idle
+        self._cmd: _Forward | None = None
+        self._idle: Request | None = None
+        self._selecting: dict[Request, SelectedMailbox] = {}
+        self._slot = trio.Event()
+        self._bye_sent = False
+        self._close_reason = "client closed the connection"
+        self._scope: trio.CancelScope | None = None
+        self._draining = False
+
+    def __repr__(self) -> str:
+        user = f" {self.user!r}" if self.user else ""
+        return f"ClientSession({self.id}, {self.state.value}{user})"
+
+    # -- output ---------------------------------------------------------------------
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Queue bytes for the client (sent at the next :meth:`flush`)."""
+        self._out.append(data)
+        self._out_size += len(data)
+
+    async def flush(self) -> None:
+        if not self._out:
+            return
+        async with self._write_lock:
+            out, self._out = self._out, []
+            size, self._out_size = self._out_size, 0
+            if not out:
+                return
+            data = out[0] if len(out) == 1 else b"".join(out)
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self._close_reason = "client connection lost"
+                raise _Closed from None
+            self.bytes_out += size
+
+    async def send(self, data: bytes) -> None:
+        self.write(data)
+        await self.flush()
+
+    def _bye(self, text: str) -> None:
+        if not self._bye_sent:
+            self._bye_sent = True
+            self.write(b"* BYE " + _clean(text) + b"\r\n")
+
+    def _tagged(self, tag: bytes, status: str, text: str, code: str | None = None) -> None:
+        code_part = f"[{code}] ".encode() if code else b""
+        self.write(tag + b" " + status.encode() + b" " + code_part + _clean(text) + b"\r\n")
+
+    # -- input ----------------------------------------------------------------------
+
+    async def _event(self) -> Event:
+        """The next framer event, reading from the client as needed."""
+        framer = self._framer
+        while True:
+            event = framer.next_event()
+            if event is not NEED_DATA:
+                return event
+            await self.flush()
+            with trio.move_on_after(self._read_timeout) as scope:
+                try:
+                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    data = b""
+            if scope.cancelled_caught:
+                if self.state is State.NOT_AUTHENTICATED:
+                    self._close_reason = "login timeout"
+                    self._bye("Autologout; too long without logging in")
+                else:
+                    self._close_reason = "idle timeout"
+                    self._bye("Autologout; idle for too long")
+                raise _Closed
+            if data:
+                self.bytes_in += len(data)
+                framer.receive_data(data)
+            else:
+                framer.receive_eof()
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it ends; never raises for the client's or
+        the upstream's misbehaviour."""
+        with structlog.contextvars.bound_contextvars(
+            session=self.id, peer=f"{self.peer[0]}:{self.peer[1]}", listener=self.listener.name
+        ):
+            log.info("connection accepted")
+            try:
+                with trio.CancelScope() as self._scope:
+                    await self._serve()
+                if self._scope.cancelled_caught:
+                    self._close_reason = "server shutting down"
+                    self._bye("Server shutting down")
+            except _Closed:
+                pass
+            except RemoteProtocolError as exc:  # an unrecoverable framing error
+                self._close_reason = f"client protocol error: {exc.text}"
+                self._bye(exc.reply.text)
+            finally:
+                await self._finish()
+
+    async def _serve(self) -> None:
+        if self.listener.tls == "implicit":
+            await self._start_tls()
+        caps = self._preauth_capabilities()
+        self.write(b"* OK [CAPABILITY " + " ".join(caps).encode() + b"] imapproxy ready\r\n")
+        self._read_timeout = self.proxy.config.timeouts.preauth
+        with trio.move_on_after(self.proxy.config.timeouts.preauth) as deadline:
+            while self.state is State.NOT_AUTHENTICATED:
+                await self._preauth_event(await self._event())
+        if deadline.cancelled_caught:
+            self._close_reason = "login timeout"
+            self._bye("Autologout; too long without logging in")
+            return
+        if self.state is State.LOGOUT:
+            return
+        self._read_timeout = self.proxy.config.timeouts.idle
+        self._framer.max_literal = self.proxy.config.limits.max_literal
+        await self._relay()
+
+    async def _finish(self) -> None:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(1.0), contextlib.suppress(_Closed):
+                await self.flush()
+            await trio.aclose_forcefully(self._stream)
+            upstream = self.upstream
+            if upstream is not None and not upstream.closed:
+                if self._cmd is not None or upstream.in_flight:
+                    await upstream.aclose()  # mid-command: never complete it
+                else:
+                    await upstream.logout()
+            log.info(
+                "connection closed",
+                user=self.user,
+                upstream=upstream.config.name if upstream else None,
+                reason=self._close_reason,
+                duration_ms=round((trio.current_time() - self.started) * 1000),
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+            )
+
+    def shutdown(self) -> None:
+        """Server shutdown: end now if idle, else once the commands in flight are done."""
+        self._draining = True
+        if self._cmd is None and (self.upstream is None or not self.upstream.in_flight):
+            self._cancel()
+
+    def _cancel(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _start_tls(self) -> None:
+        ctx = self.proxy.server_ssl
+        assert ctx is not None
+        tls = trio.SSLStream(self._stream, ctx, server_side=True)
+        try:
+            with trio.fail_after(self.proxy.config.timeouts.tls_handshake):
+                await tls.do_handshake()
+        except trio.TooSlowError:
+            self._close_reason = "TLS handshake timeout"
+            raise _Closed from None
+        except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+            cause = exc.__cause__ or exc
+            self._close_reason = f"TLS handshake failed: {getattr(cause, 'reason', None) or cause}"
+            raise _Closed from None
+        self._stream = tls
+        self.tls = True
+        structlog.contextvars.bind_contextvars(**describe(tls))
+        log.info("tls established")
+
+    # -- not authenticated ----------------------------------------------------------
+
+    def _preauth_capabilities(self) -> tuple[str, ...]:
+        return self.proxy.capabilities.pre_auth(
+            tls=self.tls, starttls_offered=self.listener.tls == "starttls"
+        )
+
+    async def _preauth_event(self, event: Event) -> None:
+        framer = self._framer
+        if isinstance(event, Frame):
+            await self._preauth_command(event)
+        elif isinstance(event, ContinuationRequest):
+            # Literals before login are for LOGIN's arguments only (small: the
+            # framer caps them at max_preauth_literal).
+            tag = _tag_of(event.frame)
+            if _name_of(event.frame) == "LOGIN" and self.tls:
+                framer.accept_literal()
+                self.write(b"+ Ready for literal data\r\n")
+            else:
+                framer.reject_literal()
+                if _name_of(event.frame) == "LOGIN":
+                    self._tagged(tag or b"*", "NO", "Use STARTTLS first", "PRIVACYREQUIRED")
+                else:
+                    self._tagged(tag or b"*", "BAD", "Command not valid before login")
+        elif isinstance(event, FramePart):
+            if event.literal is not None:
+                framer.reject_frame()
+            self._tagged(_tag_of(event.frame) or b"*", "BAD", "Literal too large before login")
+        elif isinstance(event, LiteralChunk):  # pragma: no cover - rejected frames do not stream
+            pass
+        elif isinstance(event, BadFrame):
+            self.write(event.error.reply.to_bytes())
+        elif isinstance(event, EndOfStream):
+            raise _Closed
+
+    async def _preauth_command(self, frame: Frame) -> None:
+        try:
+            command = Command.parse(frame)
+        except ParseError as exc:
+            self.write(exc.reply.to_bytes())
+            return
+        tag, name = command.tag, command.name
+        if name == "CAPABILITY":
+            caps = " ".join(self._preauth_capabilities()).encode()
+            self.write(b"* CAPABILITY " + caps + b"\r\n")
+            self._tagged(tag, "OK", "Capability completed")
+        elif name == "NOOP":
+            self._tagged(tag, "OK", "NOOP completed")
+        elif name == "LOGOUT":
+            self._logout_reply(tag)
+            self.state = State.LOGOUT
+            self._close_reason = "logout"
+        elif name == "ID":
+            self._answer_id(command)
+        elif name == "STARTTLS":
+            await self._starttls(tag)
+        elif name in ("LOGIN", "AUTHENTICATE"):
+            if not self.tls:
+                self._tagged(tag, "NO", f"{name} is disabled before STARTTLS", "PRIVACYREQUIRED")
+                return
+            try:
+                args = command.args
+            except ParseError as exc:
+                self.write(exc.reply.to_bytes())
+                return
+            if isinstance(args, LoginArgs):
+                user = _decode_user(args.userid)
+                if user is None:
+                    self._tagged(tag, "NO", "Invalid user name", "AUTHENTICATIONFAILED")
+                    return
+                await self._login(tag, Credentials(user, args.password))
+            else:
+                assert isinstance(args, AuthenticateArgs)
+                credentials = await self._sasl(tag, args)
+                if credentials is not None:
+                    await self._login(tag, credentials)
+        elif name in ("ENABLE", "SELECT", "EXAMINE", "LIST", "IDLE", "UNAUTHENTICATE"):
+            self._tagged(tag, "BAD", f"{name} is not valid before login")
+        else:
+            self._tagged(tag, "BAD", "Command not valid before login")
+
+    async def _starttls(self, tag: bytes) -> None:
+        if self.tls or self.listener.tls != "starttls":
+            self._tagged(
+                tag, "BAD", "TLS is already active" if self.tls else "STARTTLS not offered"
+            )
+            return
+        # Plaintext pipelined after STARTTLS must not count as sent over TLS.
+        discarded = self._framer.discard_buffered()
+        if discarded:
+            log.warning("plaintext after STARTTLS discarded", octets=discarded)
+        self._tagged(tag, "OK", "Begin TLS negotiation now")
+        await self.flush()
+        await self._start_tls()
+
+    def _answer_id(self, command: Command) -> None:
+        try:
+            args = command.args
+        except ParseError as exc:
+            self.write(exc.reply.to_bytes())
+            return
+        assert isinstance(args, IdArgs)
+        if self.state is State.NOT_AUTHENTICATED:
+            self.client_id = tuple(
+                (key, value)
+                for key, value in (args.params or ())
+                if not key.lower().startswith(_RESERVED_ID_PREFIXES)
+            )
+        frame = build_response(
+            IdData(((b"name", b"imapproxy"), (b"version", __version__.encode())))
+        )
+        self.write(frame.raw)
+        self._tagged(command.tag, "OK", "ID completed")
+
+    def _logout_reply(self, tag: bytes) -> None:
+        self._bye("Logging out")
+        self._tagged(tag, "OK", "Logout completed")
+
+    async def _plain_line(self) -> bytes | None:
+        """A SASL response line; None when the client cancelled with ``*``."""
+        self._framer.expect_line()
+        event = await self._event()
+        if isinstance(event, EndOfStream):
+            raise _Closed
+        assert isinstance(event, Frame) and event.plain
+        line = event.raw.rstrip(b"\r\n")
+        return None if line == b"*" else line
+
+    async def _sasl(self, tag: bytes, args: AuthenticateArgs) -> Credentials | None:
+        mechanism = args.mechanism.upper()
+        if mechanism not in self.proxy.capabilities.mechanisms:
+            self._tagged(tag, "NO", "Unsupported authentication mechanism", "CANNOT")
+            return None
+        initial = args.initial_response.reveal() if args.initial_response is not None else None
+
+        async def step(challenge: bytes, given: bytes | None) -> bytes | None:
+            if given is not None:
+                return given
+            self.write(b"+ " + base64.b64encode(challenge) + b"\r\n")
+            await self.flush()
+            return await self._plain_line()
+
+        try:
+            if mechanism == "PLAIN":
+                encoded = await step(b"", initial)
+                if encoded is None:
+                    self._tagged(tag, "BAD", "Authentication cancelled")
+                    return None
+                parts = _b64(encoded).split(b"\0")
+                if len(parts) != 3:
+                    self._tagged(tag, "NO", "Invalid PLAIN message", "AUTHENTICATIONFAILED")
+                    return None
+                authzid, authcid, password = parts
+                mech = "PLAIN"
+            else:
+                user_b64 = await step(b"Username:", initial)
+                if user_b64 is None:
+                    self._tagged(tag, "BAD", "Authentication cancelled")
+                    return None
+                authcid = _b64(user_b64)
+                password_b64 = await step(b"Password:", None)
+                if password_b64 is None:
+                    self._tagged(tag, "BAD", "Authentication cancelled")
+                    return None
+                password = _b64(password_b64)
+                authzid = b""
+                mech = "AUTH=LOGIN"
+        except ValueError:
+            self._tagged(tag, "BAD", "Invalid base64 in SASL response")
+            return None
+        user = _decode_user(authcid)
+        authz = _decode_user(authzid) if authzid else ""
+        if not user or authz is None:
+            self._tagged(tag, "NO", "Invalid user name", "AUTHENTICATIONFAILED")
+            return None
+        return Credentials(user, Secret(password), authz, mech)
+
+    async def _login(self, tag: bytes, credentials: Credentials) -> None:
+        proxy = self.proxy
+        ip = self.peer[0]
+        key = credentials.user.lower()
+        wait = proxy.throttle.delay(key, ip, trio.current_time())
+        if wait:
+            await trio.sleep(wait)
+        upstream_cfg = proxy.router.route(credentials.user)
+        if upstream_cfg is None:
+            log.info("login failed", user=credentials.user, reason="no route")
+            await trio.sleep(proxy.throttle.failed(key, ip, trio.current_time()))
+            self._tagged(tag, "NO", "Authentication failed", "AUTHENTICATIONFAILED")
+            return
+        try:
+            conn = await UpstreamConnection.open(
+                upstream_cfg, proxy.upstream_ssl[upstream_cfg.name], proxy.config.timeouts
+            )
+        except UpstreamError as exc:
+            log.warning("upstream error", upstream=upstream_cfg.name, error=str(exc))
+            self._tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
+            return
+        try:
+            params = list(self.client_id)
+            if upstream_cfg.trusted:
+                params += [
+                    (b"x-originating-ip", self.peer[0].encode()),
+                    (b"x-originating-port", str(self.peer[1]).encode()),
+                ]
+            await conn.identify(params)
+            result = await conn.authenticate(credentials)
+        except UpstreamError as exc:
+            await conn.aclose()
+            log.warning("upstream error", upstream=upstream_cfg.name, error=str(exc))
+            self._tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
+            return
+        if result.name != "OK":
+            await conn.logout()
+            condition = result.condition
+            code = condition.code.name if condition and condition.code else None
+            log.info("login failed", user=credentials.user, upstream=upstream_cfg.name, code=code)
+            await trio.sleep(proxy.throttle.failed(key, ip, trio.current_time()))
+            status = result.name if result.name in ("NO", "BAD") else "NO"
+            self.write(self._status_line(tag, status, result))
+            return
+        proxy.throttle.succeeded(key, ip)
+        self.upstream = conn
+        self.user = credentials.user
+        self.state = State.AUTHENTICATED
+        structlog.contextvars.bind_contextvars(user=self.user, upstream=upstream_cfg.name)
+        log.info("login", mechanism=credentials.mechanism, **_prefixed("upstream_", conn.tls))
+        caps = " ".join(self._capabilities()).encode()
+        self.write(tag + b" OK [CAPABILITY " + caps + b"] Logged in\r\n")
+
+    def _capabilities(self) -> tuple[str, ...]:
+        assert self.upstream is not None
+        return self.proxy.capabilities.authenticated(self.upstream.capabilities)
+
+    # -- authenticated: the relay -----------------------------------------------------
+
+    async def _relay(self) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        upstream.downstream = self
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_upstream, nursery.cancel_scope)
+            nursery.start_soon(self._watchdog)
+            try:
+                while self.state is not State.LOGOUT:
+                    await self._relay_event(await self._event())
+                    if self._draining and self._cmd is None and not upstream.in_flight:
+                        self._cancel()
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _run_upstream(self, scope: trio.CancelScope) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        try:
+            await upstream.run()
+            reason = "upstream closed the connection"
+        except UpstreamError as exc:
+            reason = str(exc)
+            log.warning("upstream error", error=reason)
+        except _Closed:
+            scope.cancel()
+            return
+        if self.state is not State.LOGOUT:
+            self._close_reason = reason
+            self._bye("Connection to the mail server lost")
+        scope.cancel()
+
+    async def _watchdog(self) -> None:
+        """BYE when the upstream is silent too long while a command waits on it."""
+        upstream = self.upstream
+        assert upstream is not None
+        limit = self.proxy.config.timeouts.upstream_response
+        while True:
+            await trio.sleep(min(limit / 4, 5.0))
+            oldest = upstream.oldest
+            if oldest is None or oldest is self._idle:
+                continue
+            now = trio.current_time()
+            if now - max(upstream.last_receive, oldest.started) > limit:
+                self._close_reason = "upstream not responding"
+                log.warning("upstream error", error="not responding", command=oldest.name)
+                self._bye("Mail server not responding")
+                await upstream.aclose()
+                raise _Closed
+
+    async def _relay_event(self, event: Event) -> None:
+        if isinstance(event, Frame):
+            if event.plain:
+                await self._plain_in_idle(event)
+            else:
+                await self._complete_frame(event)
+        elif isinstance(event, ContinuationRequest):
+            await self._literal_announced(event)
+        elif isinstance(event, FramePart):
+            await self._frame_part(event)
+        elif isinstance(event, LiteralChunk):
+            forward = self._cmd
+            assert forward is not None and self.upstream is not None
+            await self.upstream.send_raw(event.data)
+        elif isinstance(event, BadFrame):
+            forward, self._cmd = self._cmd, None
+            if forward is not None and forward.processed:
+                # Part of this command already went upstream and cannot be taken back.
+                self._close_reason = "client command refused mid-relay"
+                self.write(event.error.reply.to_bytes())
+                self._bye("Command aborted; closing the connection")
+                raise _Closed
+            self.write(event.error.reply.to_bytes())
+        elif isinstance(event, EndOfStream):
+            if event.partial or self._cmd is not None:
+                self._close_reason = "client vanished mid-command"
+            raise _Closed
+
+    async def _plain_in_idle(self, frame: Frame) -> None:
+        idle, self._idle = self._idle, None
+        assert self.upstream is not None
+        if idle is None or idle.done.is_set():
+            return
+        await self.upstream.send_raw(b"DONE\r\n")
+        if frame.raw.rstrip(b"\r\n").upper() != b"DONE":
+            self.write(b"* BAD Expected DONE\r\n")
+
+    def _check(self, frame: Frame, *, args: bool = True) -> Command | None:
+        """Parse a command; None (with its BAD written) when the codec refuses it."""
+        try:
+            command = Command.parse(frame)
+            if args:
+                command.args  # noqa: B018 - parsing is the check
+        except ParseError as exc:
+            self.write(exc.reply.to_bytes())
+            return None
+        return command
+
+    async def _complete_frame(self, frame: Frame) -> None:
+        forward = self._cmd
+        if forward is not None and not forward.deferred:
+            self._cmd = None
+            await self._send_region(forward, frame)
+            return
+        self._cmd = None
+        command = self._check(frame)
+        if command is None or await self._local(command):
+            return
+        forward = await self._start(command)
+        await self._send_region(forward, frame)
+        if command.name == "IDLE":
+            self._idle = forward.request
+
+    async def _literal_announced(self, event: ContinuationRequest) -> None:
+        framer = self._framer
+        forward = self._cmd
+        if forward is None:
+            command = self._check(event.frame, args=False)
+            if command is None:
+                framer.reject_literal()
+                return
+            if command.name in _LOCAL_AFTER_LOGIN:
+                framer.reject_literal()
+                await self._local(command)
+                return
+            try:
+                command.args  # noqa: B018
+            except ParseError:
+                forward = _Forward(command, deferred=True)
+            else:
+                forward = await self._start(command)
+            self._cmd = forward
+        if forward.deferred:
+            if event.literal.size > framer.inline_literal:
+                framer.reject_literal()
+                self._cmd = None
+                self._tagged(forward.command.tag, "NO", "Literal too large here", "TOOBIG")
+                return
+            framer.accept_literal()
+            self.write(b"+ Ready for literal data\r\n")
+            return
+        if await self._send_region(forward, event.frame):
+            framer.accept_literal()
+            self.write(b"+ Ready for literal data\r\n")
+        else:  # the server answered instead of "+": relayed by the reader
+            framer.reject_literal()
+            self._cmd = None
+
+    async def _frame_part(self, part: FramePart) -> None:
+        framer = self._framer
+        forward = self._cmd
+        if forward is None:
+            command = self._check(part.frame, args=False)
+            if command is not None and command.name not in _LOCAL_AFTER_LOGIN:
+                try:
+                    command.args  # noqa: B018
+                except ParseError:
+                    command = None
+                    self._tagged(
+                        _tag_of(part.frame) or b"*", "NO", "Literal too large here", "TOOBIG"
+                    )
+            elif command is not None:
+                await self._local(command)
+                command = None
+            if command is None:
+                if part.literal is not None:
+                    framer.reject_frame()
+                return
+            forward = self._cmd = await self._start(command)
+        elif forward.deferred:
+            self._cmd = None
+            if part.literal is not None:
+                framer.reject_frame()
+            self._tagged(forward.command.tag, "NO", "Literal too large here", "TOOBIG")
+            return
+        if not await self._send_region(forward, part.frame):
+            self._cmd = None
+            if part.literal is not None:
+                framer.reject_frame()
+            return
+        if part.literal is None:
+            self._cmd = None
+
+    async def _start(self, command: Command) -> _Forward:
+        """Register ``command`` upstream (waiting while too many are in flight)."""
+        upstream = self.upstream
+        assert upstream is not None
+        while upstream.in_flight >= self.proxy.config.limits.max_pipelined:
+            self._slot = trio.Event()
+            await self._slot.wait()
+        name = command.name
+        request = upstream.new_request(name, command.tag, relay_continuations=name == "IDLE")
+        if name in ("SELECT", "EXAMINE"):
+            args = command.args
+            assert isinstance(args, SelectArgs)
+            self._selecting[request] = SelectedMailbox(args.mailbox, readonly=name == "EXAMINE")
+        return _Forward(command, request)
+
+    async def _send_region(self, forward: _Forward, frame: Frame) -> bool:
+        """Send the part of ``frame`` not yet sent upstream, literals synchronizing.
+
+        Returns False when the server refused the command at a literal (it
+        completed the request instead of sending ``+``)."""
+        upstream = self.upstream
+        request = forward.request
+        assert upstream is not None and request is not None
+        raw = frame.raw
+        pos = forward.processed
+        try:
+            for lit in frame.literals:
+                if lit.stop <= pos and lit.start <= pos:
+                    continue
+                if lit.start > pos:
+                    head = raw[pos : lit.start]
+                    if not lit.sync:  # "{n+}" -> "{n}": always wait for the server's "+"
+                        plus = head.rindex(b"+}")
+                        head = head[:plus] + head[plus + 1 :]
+                    if pos == 0:
+                        head = request.tag + head[len(forward.command.tag) :]
+                    pos = lit.start
+                    if not await upstream.send_segment(request, head, literal=True):
+                        return False
+                if not lit.streamed:
+                    await upstream.send_raw(memoryview(raw)[lit.start : lit.stop])
+                    pos = lit.stop
+            if pos < len(raw):
+                tail = raw[pos:]
+                if pos == 0:
+                    tail = request.tag + tail[len(forward.command.tag) :]
+                await upstream.send_segment(request, tail, literal=False)
+                pos = len(raw)
+            return True
+        except UpstreamError as exc:
+            self._close_reason = str(exc)
+            self._bye("Connection to the mail server lost")
+            raise _Closed from None
+        finally:
+            forward.processed = pos
+
+    async def _local(self, command: Command) -> bool:
+        """Answer the commands the session keeps to itself; True when it did."""
+        name, tag = command.name, command.tag
+        if name not in _LOCAL_AFTER_LOGIN:
+            return False
+        if name == "CAPABILITY":
+            self.write(b"* CAPABILITY " + " ".join(self._capabilities()).encode() + b"\r\n")
+            self._tagged(tag, "OK", "Capability completed")
+        elif name == "ID":
+            self._answer_id(command)
+        elif name == "LOGOUT":
+            await self._logout(tag)
+        elif name in ("LOGIN", "AUTHENTICATE", "UNAUTHENTICATE"):
+            self._tagged(tag, "BAD", "Already authenticated")
+        elif name == "STARTTLS":
+            self._tagged(tag, "BAD", "TLS is already active" if self.tls else "Not allowed now")
+        else:
+            self._tagged(tag, "BAD", f"{name} is not supported by this proxy")
+        return True
+
+    async def _logout(self, tag: bytes) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        with trio.move_on_after(self.proxy.config.timeouts.upstream_response):
+            while upstream.oldest is not None:
+                await upstream.oldest.done.wait()
+        await self.flush()
+        self._logout_reply(tag)
+        self.state = State.LOGOUT
+        self._close_reason = "logout"
+
+    # -- Downstream: what the upstream sends ---------------------------------------------
+
+    def upstream_response(self, response: Response, request: Request | None) -> None:
+        kind = response.kind
+        if kind is Kind.UNTAGGED:
+            self._untagged(response)
+        elif kind is Kind.TAGGED:
+            assert request is not None and request.client_tag is not None
+            self._completed(request, response)
+            self.write(self._status_line(request.client_tag, response.name, response))
+            self._slot.set()
+            if (
+                self._draining
+                and self._cmd is None
+                and self.upstream
+                and not self.upstream.in_flight
+            ):
+                self._cancel()
+        else:
+            self.write(response.frame.raw)
+
+    def upstream_continuation(self, request: Request) -> None:
+        if request is self._idle:
+            self._framer.expect_line()  # the client's next line is DONE
+
+    def upstream_part(self, part: FramePart | LiteralChunk) -> None:
+        if isinstance(part, LiteralChunk):
+            self.write(part.data)
+            return
+        self.write(part.raw)
+        if part.literal is None and self.mailbox is not None and self.mailbox.uids is not None:
+            with contextlib.suppress(ParseError):
+                self.mailbox.apply(Response.parse(part.frame))
+
+    async def upstream_flush(self) -> None:
+        await self.flush()
+
+    def _untagged(self, response: Response) -> None:
+        name = response.name
+        target = self.mailbox
+        upstream = self.upstream
+        if upstream is not None and self._selecting:
+            oldest = upstream.oldest
+            if oldest is not None and oldest in self._selecting:
+                target = self._selecting[oldest]
+        if target is not None:
+            target.apply(response)
+        if name == "CAPABILITY":
+            caps = " ".join(self._capabilities()).encode()
+            self.write(b"* CAPABILITY " + caps + b"\r\n")
+            return
+        if name == "ENABLED":
+            try:
+                data = response.data
+            except ParseError:
+                data = None
+            if isinstance(data, CapabilityData):
+                self.enabled.update(cap.upper() for cap in data.capabilities)
+        elif name == "BYE":
+            self._bye_sent = True
+            self._close_reason = "upstream said BYE"
+        if response.is_status:
+            self.write(self._status_line(b"*", name, response))
+        else:
+            self.write(response.frame.raw)
+
+    def _completed(self, request: Request, response: Response) -> None:
+        name = request.name
+        pending = self._selecting.pop(request, None)
+        if pending is not None:
+            if response.name == "OK":
+                pending.apply(response)
+                self.mailbox = pending
+                self.state = State.SELECTED
+            elif response.name == "NO":
+                self.mailbox = None
+                self.state = State.AUTHENTICATED
+        elif name in ("CLOSE", "UNSELECT") and response.name == "OK":
+            self.mailbox = None
+            self.state = State.AUTHENTICATED
+
+    def _status_line(self, tag: bytes, status: str, response: Response) -> bytes:
+        """A status response as the client should see it: ``tag`` in place of the
+        upstream's, ``[CAPABILITY]`` rewritten, ``[REFERRAL]`` removed."""
+        raw = response.frame.raw
+        if response.kind is Kind.TAGGED:
+            old = response.tag or b""
+            raw = tag + raw[len(old) :]
+        if b"[" not in raw[: len(tag) + 12]:
+            return raw
+        try:
+            condition = response.condition
+        except ParseError:
+            return raw
+        if condition is None or condition.code is None:
+            return raw
+        code = condition.code.name
+        if code == "CAPABILITY" and self.upstream is not None:
+            caps = " ".join(self._capabilities()).encode()
+            return b"%s %s [CAPABILITY %s] %s\r\n" % (tag, status.encode(), caps, condition.text)
+        if code == "REFERRAL":
+            return b"%s %s %s\r\n" % (tag, status.encode(), condition.text or b"Done")
+        return raw
+
+
+def _clean(text: str) -> bytes:
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text).encode("ascii")
+
+
+def _tag_of(frame: Frame) -> bytes | None:
+    end = frame.raw.find(b" ")
+    return frame.raw[:end] if 0 < end <= 64 else None
+
+
+def _name_of(frame: Frame) -> str:
+    try:
+        return Command.parse(frame).name
+    except ParseError:
+        return ""
+
+
+def _decode_user(raw: bytes) -> str | None:
+    try:
+        user = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not user or any(ch in user for ch in "\0\r\n"):
+        return None
+    return user
+
+
+def _b64(data: bytes) -> bytes:
+    if data == b"=":
+        return b""
+    try:
+        return base64.b64decode(data, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("invalid base64") from exc
+
+
+def _prefixed(prefix: str, values: dict[str, str]) -> dict[str, str]:
+    return {prefix + key: value for key, value in values.items()}

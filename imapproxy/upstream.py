@@ -1,0 +1,586 @@
+"""Connections to upstream IMAP servers.
+
+An :class:`UpstreamConnection` owns one connection to a server: its byte stream,
+a framer in the client role, and its own tag space (``P1``, ``P2``, ...). Every
+command -- a client's or the proxy's own -- becomes a :class:`Request` with a fresh
+upstream tag; the connection remembers which request each tag belongs to and hands
+the tagged response back to its owner, so client tags never reach the server and
+the proxy can send CAPABILITY, NOOP or ID at any time without colliding with a
+client's tags.
+
+Life of a connection:
+
+1. :meth:`UpstreamConnection.open` connects (timeout ``upstream_connect``), does
+   implicit TLS or STARTTLS with certificate and host-name verification, reads the
+   greeting (a PREAUTH greeting is refused: the proxy must log in as the client's
+   user) and learns the capabilities. On STARTTLS, anything the server sent after
+   its OK is discarded and CAPABILITY is asked again over TLS.
+2. :meth:`~UpstreamConnection.identify` sends ID (with the client's address for
+   trusted upstreams) and :meth:`~UpstreamConnection.authenticate` logs in with
+   the client's credentials, preferring ``AUTHENTICATE PLAIN`` (exact bytes,
+   authzid) and falling back to LOGIN.
+3. :meth:`~UpstreamConnection.run` is the reader task of the relay phase. It never
+   awaits anything but the server's socket and the downstream's flush: tagged
+   responses go to their request's owner, continuation requests to the request
+   that is sending a literal (or, for IDLE, to the client), untagged responses to
+   the downstream -- except while a request of the proxy's own is the oldest in
+   flight, whose untagged results it collects itself.
+
+Writes go through :meth:`~UpstreamConnection.send_command`, which sends a command's
+literals synchronizing and waits for each ``+`` (see docs/codec.md, "Relaying
+commands safely"): when the server refuses the command instead, the caller learns
+it and drains the client's literal rather than sending it.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import ssl
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+import trio
+
+from imapproxy.capabilities import is_hop_by_hop
+from imapproxy.config import Timeouts, Upstream
+from imapproxy.tls import describe
+from imapproxy.wire import (
+    NEED_DATA,
+    EndOfStream,
+    Frame,
+    FramePart,
+    Framer,
+    LiteralChunk,
+    RemoteProtocolError,
+    Response,
+    Role,
+    build_command,
+)
+from imapproxy.wire.commands import AuthenticateArgs, IdArgs, LoginArgs, NoArgs
+from imapproxy.wire.reader import ParseError
+from imapproxy.wire.responses import CapabilityData, Kind, has_capability
+from imapproxy.wire.values import Secret
+
+__all__ = [
+    "Credentials",
+    "Downstream",
+    "Request",
+    "UpstreamConnection",
+    "UpstreamError",
+]
+
+log = structlog.get_logger("imapproxy.upstream")
+
+RECEIVE_SIZE = 256 * 1024
+
+
+class UpstreamError(Exception):
+    """The upstream cannot be used: unreachable, TLS failure, bad greeting,
+    protocol violation or disconnect. ``str()`` is safe to log and to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a client authenticated with; the proxy replays it upstream.
+
+    ``authzid`` is the SASL authorization identity (empty: none).
+    """
+
+    user: str
+    password: Secret
+    authzid: str = ""
+    mechanism: str = "LOGIN"  # LOGIN (the command), PLAIN, or AUTH=LOGIN
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.user!r}, mechanism={self.mechanism})"
+
+
+@dataclass(eq=False, slots=True)
+class Request:
+    """One command in flight on an upstream connection.
+
+    ``client_tag`` is None for the proxy's own commands. ``relay_continuations``
+    sends the server's ``+`` to the client (IDLE) instead of to the literal sender.
+    """
+
+    tag: bytes
+    name: str
+    client_tag: bytes | None = None
+    relay_continuations: bool = False
+    started: float = 0.0
+    untagged: list[Response] = field(default_factory=list, repr=False)
+    result: Response | None = None
+    done: trio.Event = field(default_factory=trio.Event, repr=False)
+    _continuation: trio.Event | None = field(default=None, repr=False)
+
+    @property
+    def status(self) -> str | None:
+        """OK / NO / BAD / BYE of the tagged response, once done."""
+        return self.result.name if self.result is not None else None
+
+
+class Downstream(Protocol):
+    """Where a connection delivers what the server sends (a client session).
+
+    The methods that take data only buffer it; :meth:`upstream_flush` writes.
+    """
+
+    def upstream_response(self, response: Response, request: Request | None) -> None:
+        """A whole untagged response, a continuation (for a relaying request) or
+        a tagged response (``request`` is its owner; it is already marked done)."""
+
+    def upstream_part(self, part: FramePart | LiteralChunk) -> None:
+        """A piece of a response whose literal streams (a large FETCH body)."""
+
+    async def upstream_flush(self) -> None: ...
+
+    def upstream_continuation(self, request: Request) -> None:
+        """The server sent ``+`` for a relaying request, before it is relayed."""
+
+
+class UpstreamConnection:
+    """One connection to an upstream server (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Upstream,
+        stream: trio.abc.Stream,
+        timeouts: Timeouts,
+        *,
+        tag_prefix: str = "P",
+    ) -> None:
+        self.config = config
+        self.timeouts = timeouts
+        self._stream = stream
+        self._framer = Framer(Role.CLIENT)
+        self._tags = (f"{tag_prefix}{n}".encode("ascii") for n in itertools.count(1))
+        self._pending: dict[bytes, Request] = {}
+        self._order: deque[Request] = deque()
+        self._send_lock = trio.Lock()
+        self._sending_literal: Request | None = None
+        self.capabilities: tuple[str, ...] = ()
+        self.greeting: Response | None = None
+        self.downstream: Downstream | None = None
+        self.closed = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_receive = trio.current_time()
+        self.tls: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._pending)} in flight"
+        return f"UpstreamConnection({self.config.name!r}, {state})"
+
+    # -- opening ------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, config: Upstream, ctx: ssl.SSLContext | None, timeouts: Timeouts
+    ) -> UpstreamConnection:
+        """Connect, secure the connection as configured and read the greeting.
+
+        Raises:
+            UpstreamError: any failure, with a reason fit for the log.
+        """
+        host, port = config.address.host, config.address.port
+        server_name = config.server_name or host
+        try:
+            with trio.fail_after(timeouts.upstream_connect):
+                tcp: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        except trio.TooSlowError:
+            raise UpstreamError(f"connect to {config.address} timed out") from None
+        except OSError as exc:
+            raise UpstreamError(
+                f"connect to {config.address} failed: {exc.strerror or exc}"
+            ) from None
+        stream = tcp
+        if config.tls == "implicit":
+            assert ctx is not None
+            stream = await _handshake(tcp, ctx, server_name, timeouts)
+        conn = cls(config, stream, timeouts)
+        conn._record_tls()
+        try:
+            await conn._greeting()
+            if config.tls == "starttls":
+                assert ctx is not None
+                await conn._starttls(ctx, server_name)
+            if not conn.capabilities:
+                await conn.refresh_capabilities()
+        except BaseException:
+            await conn.aclose()
+            raise
+        return conn
+
+    def _record_tls(self) -> None:
+        if isinstance(self._stream, trio.SSLStream):
+            self.tls = describe(self._stream)
+
+    async def _greeting(self) -> None:
+        greeting = await self._read_response()
+        self.greeting = greeting
+        if greeting.kind is not Kind.UNTAGGED or greeting.name not in ("OK", "PREAUTH", "BYE"):
+            raise UpstreamError("upstream sent no greeting")
+        if greeting.name == "BYE":
+            text = greeting.condition.text if greeting.condition else b""
+            raise UpstreamError(f"upstream refused the connection: {_text(text)}")
+        if greeting.name == "PREAUTH":
+            raise UpstreamError(
+                "upstream greeted with PREAUTH; the proxy must log in as the client's user"
+            )
+        self._capabilities_from(greeting)
+
+    async def _starttls(self, ctx: ssl.SSLContext, server_name: str) -> None:
+        if not self.capabilities:
+            await self.refresh_capabilities()
+        if not has_capability(self.capabilities, "STARTTLS"):
+            raise UpstreamError("upstream does not offer STARTTLS")
+        result, _ = await self.simple_command("STARTTLS", NoArgs())
+        if result.name != "OK":
+            raise UpstreamError("upstream refused STARTTLS")
+        # Nothing the server sent before the handshake may count (RFC 9051 s. 11.1).
+        self._framer.discard_buffered()
+        self.capabilities = ()
+        self._stream = await _handshake(self._stream, ctx, server_name, self.timeouts)
+        self._record_tls()
+        await self.refresh_capabilities()
+
+    def _capabilities_from(self, response: Response) -> bool:
+        """Take capabilities from a ``[CAPABILITY ...]`` code, if there is one."""
+        if not response.is_status or b"[" not in response.frame.raw[:64]:
+            return False
+        try:
+            condition = response.condition
+        except ParseError:
+            return False
+        code = condition.code if condition is not None else None
+        if code is not None and code.name == "CAPABILITY":
+            self.capabilities = code.capabilities
+            return True
+        return False
+
+    async def refresh_capabilities(self) -> None:
+        result, untagged = await self.simple_command("CAPABILITY", NoArgs())
+        if result.name != "OK":
+            raise UpstreamError("upstream refused CAPABILITY")
+        for response in untagged:
+            if response.name == "CAPABILITY":
+                data = response.data
+                if isinstance(data, CapabilityData):
+                    self.capabilities = data.capabilities
+        if not self._capabilities_from(result) and not self.capabilities:
+            raise UpstreamError("upstream sent no capabilities")
+
+    def has(self, capability: str) -> bool:
+        return has_capability(self.capabilities, capability)
+
+    @property
+    def end_to_end_capabilities(self) -> tuple[str, ...]:
+        return tuple(cap for cap in self.capabilities if not is_hop_by_hop(cap))
+
+    # -- login phase: one command at a time, before the reader task runs ------------
+
+    async def simple_command(
+        self, name: str, args: object, *, literal_plus: bool = False
+    ) -> tuple[Response, list[Response]]:
+        """Send a command of the proxy's own and read until its tagged response.
+
+        Only before :meth:`run` starts. Returns the tagged response and the
+        untagged ones that came before it.
+        """
+        tag = next(self._tags)
+        frame = build_command(tag, name, args, literal_plus=literal_plus)  # type: ignore[arg-type]
+        segments = frame.sync_segments()
+        untagged: list[Response] = []
+        await self._send(segments[0])
+        for segment in segments[1:]:
+            while True:
+                response = await self._read_response()
+                if response.kind is Kind.CONTINUATION:
+                    break
+                if response.kind is Kind.TAGGED and response.tag == tag:
+                    return response, untagged
+                untagged.append(response)
+            await self._send(segment)
+        while True:
+            response = await self._read_response()
+            if response.kind is Kind.TAGGED and response.tag == tag:
+                return response, untagged
+            if response.kind is Kind.CONTINUATION:
+                raise UpstreamError(f"upstream asked for a continuation of {name}")
+            if response.kind is Kind.UNTAGGED and response.name == "BYE":
+                text = response.condition.text if response.condition else b""
+                raise UpstreamError(f"upstream closed the connection: {_text(text)}")
+            untagged.append(response)
+
+    async def identify(self, params: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Send ID (RFC 2971) when the server has it; its answer is not needed."""
+        if not self.has("ID"):
+            return
+        items = tuple(params)
+        await self.simple_command("ID", IdArgs(items or None))
+
+    async def authenticate(self, credentials: Credentials) -> Response:
+        """Log in; returns the server's tagged response (OK or the refusal)."""
+        user = credentials.user.encode("utf-8")
+        password = credentials.password.reveal()
+        if self.has("AUTH=PLAIN") or credentials.authzid:
+            message = credentials.authzid.encode("utf-8") + b"\0" + user + b"\0" + password
+            encoded = base64.b64encode(message)
+            if self.has("SASL-IR"):
+                result, _ = await self.simple_command(
+                    "AUTHENTICATE", AuthenticateArgs("PLAIN", Secret(encoded))
+                )
+            else:
+                result = await self._authenticate_plain(encoded)
+        else:
+            result, _ = await self.simple_command(
+                "LOGIN", LoginArgs(user, Secret(password)), literal_plus=self.has("LITERAL+")
+            )
+        if result.name == "OK" and not self._capabilities_from(result):
+            await self.refresh_capabilities()
+        return result
+
+    async def _authenticate_plain(self, encoded: bytes) -> Response:
+        tag = next(self._tags)
+        await self._send(tag + b" AUTHENTICATE PLAIN\r\n")
+        sent = False
+        while True:
+            response = await self._read_response()
+            if response.kind is Kind.TAGGED and response.tag == tag:
+                return response
+            if response.kind is Kind.CONTINUATION:
+                # A second challenge after the response: cancel (RFC 9051 s. 6.2.2).
+                await self._send(b"*\r\n" if sent else encoded + b"\r\n")
+                sent = True
+
+    async def _read_response(self) -> Response:
+        """The next whole response (login phase), with the response timeout."""
+        with trio.move_on_after(self.timeouts.upstream_response) as scope:
+            while True:
+                event = self._framer.next_event()
+                if event is NEED_DATA:
+                    await self._receive()
+                    continue
+                if isinstance(event, Frame):
+                    try:
+                        return Response.parse(event)
+                    except ParseError as exc:
+                        raise UpstreamError(f"upstream sent garbage: {exc.text}") from None
+                if isinstance(event, EndOfStream):
+                    raise UpstreamError("upstream closed the connection")
+                raise UpstreamError("upstream sent an unexpected literal before login")
+        assert scope.cancelled_caught
+        raise UpstreamError("upstream did not answer in time")
+
+    async def _receive(self) -> None:
+        try:
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise UpstreamError(f"upstream connection lost: {exc}") from None
+        except RemoteProtocolError as exc:
+            raise UpstreamError(f"upstream protocol error: {exc.text}") from None
+        if not data:
+            self._framer.receive_eof()
+            return
+        self.last_receive = trio.current_time()
+        self.bytes_in += len(data)
+        try:
+            self._framer.receive_data(data)
+        except RemoteProtocolError as exc:  # pragma: no cover - receive_data does not raise
+            raise UpstreamError(f"upstream protocol error: {exc.text}") from None
+
+    async def _send(self, data: bytes | memoryview) -> None:
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise UpstreamError(f"upstream connection lost: {exc}") from None
+        self.bytes_out += len(data)
+
+    # -- relay phase ----------------------------------------------------------------
+
+    def new_request(
+        self,
+        name: str,
+        client_tag: bytes | None = None,
+        *,
+        relay_continuations: bool = False,
+    ) -> Request:
+        """Register a request with a fresh upstream tag (in flight from now on)."""
+        request = Request(
+            next(self._tags),
+            name,
+            client_tag,
+            relay_continuations=relay_continuations,
+            started=trio.current_time(),
+        )
+        self._pending[request.tag] = request
+        self._order.append(request)
+        return request
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    @property
+    def oldest(self) -> Request | None:
+        return self._order[0] if self._order else None
+
+    async def send_raw(self, data: bytes | memoryview) -> None:
+        """Write bytes that belong to the command being sent (literal data, DONE)."""
+        await self._send(data)
+
+    async def send_segment(self, request: Request, data: bytes, *, literal: bool) -> bool:
+        """Write part of ``request``'s command. With ``literal``, the part ends with
+        a synchronizing literal's announcement: wait for the server's ``+``.
+
+        Returns False when the server completed the request instead (a refusal):
+        the caller must not send the literal.
+        """
+        if request.done.is_set():
+            return False
+        if not literal:
+            await self._send(data)
+            return True
+        event = trio.Event()
+        request._continuation = event
+        self._sending_literal = request
+        try:
+            await self._send(data)
+            await event.wait()  # set by the reader on "+" and on the tagged response
+        finally:
+            self._sending_literal = None
+            request._continuation = None
+        return not request.done.is_set()
+
+    def fail_pending(self) -> None:
+        """Mark every request done without a result (connection gone)."""
+        for request in self._order:
+            request.done.set()
+            if request._continuation is not None:
+                request._continuation.set()
+        self._pending.clear()
+        self._order.clear()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Read and route responses until the server closes the connection.
+
+        Raises:
+            UpstreamError: the connection failed or the server violated the protocol.
+        """
+        downstream = self.downstream
+        assert downstream is not None
+        framer = self._framer
+        task_status.started()
+        try:
+            while True:
+                event = framer.next_event()
+                if event is NEED_DATA:
+                    await downstream.upstream_flush()
+                    await self._receive()
+                    continue
+                if isinstance(event, Frame):
+                    self._route(Response.parse(event), downstream)
+                elif isinstance(event, FramePart | LiteralChunk):
+                    downstream.upstream_part(event)
+                    if isinstance(event, LiteralChunk) and len(event.data) >= 16384:
+                        await downstream.upstream_flush()
+                elif isinstance(event, EndOfStream):
+                    await downstream.upstream_flush()
+                    self.closed = True
+                    return
+                else:  # pragma: no cover - server-role events never come in the client role
+                    raise UpstreamError(f"unexpected framing event {event!r}")
+        except (ParseError, RemoteProtocolError) as exc:
+            raise UpstreamError(f"upstream protocol error: {exc.text}") from None
+        finally:
+            self.closed = True
+            self.fail_pending()
+
+    def _route(self, response: Response, downstream: Downstream) -> None:
+        kind = response.kind
+        if kind is Kind.TAGGED:
+            request = self._pending.pop(response.tag or b"", None)
+            if request is None:
+                raise UpstreamError("upstream sent a response with an unknown tag")
+            self._order.remove(request)
+            request.result = response
+            request.done.set()
+            if request._continuation is not None:  # refused instead of "+"
+                request._continuation.set()
+            if request.client_tag is not None:
+                downstream.upstream_response(response, request)
+            return
+        if kind is Kind.CONTINUATION:
+            sending = self._sending_literal
+            if sending is not None and sending._continuation is not None:
+                sending._continuation.set()
+                return
+            oldest = self.oldest
+            if oldest is not None and oldest.relay_continuations:
+                downstream.upstream_continuation(oldest)
+                downstream.upstream_response(response, oldest)
+                return
+            raise UpstreamError("upstream sent an unexpected continuation request")
+        oldest = self.oldest
+        if oldest is not None and oldest.client_tag is None and response.name != "BYE":
+            oldest.untagged.append(response)
+            return
+        downstream.upstream_response(response, None)
+
+    # -- closing ----------------------------------------------------------------------
+
+    async def logout(self) -> None:
+        """Say LOGOUT (best effort, briefly) and close. For a connection whose
+        reader task is not running."""
+        if self.closed:
+            return
+        with trio.move_on_after(min(2.0, self.timeouts.upstream_response)):
+            try:
+                tag = next(self._tags)
+                await self._send(tag + b" LOGOUT\r\n")
+                while True:
+                    response = await self._read_response()
+                    if response.kind is Kind.TAGGED and response.tag == tag:
+                        break
+            except UpstreamError:
+                pass
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self.fail_pending()
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(self._stream)
+
+
+async def _handshake(
+    stream: trio.abc.Stream, ctx: ssl.SSLContext, server_name: str, timeouts: Timeouts
+) -> trio.SSLStream[trio.abc.Stream]:
+    tls = trio.SSLStream(stream, ctx, server_hostname=server_name)
+    try:
+        with trio.fail_after(timeouts.tls_handshake):
+            await tls.do_handshake()
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(stream)
+        raise UpstreamError("TLS handshake with upstream timed out") from None
+    except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+        await trio.aclose_forcefully(stream)
+        cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+        raise UpstreamError(f"TLS handshake with upstream failed: {_reason(cause)}") from None
+    return tls
+
+
+def _reason(exc: BaseException | None) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verification failed ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    return str(exc) if exc is not None else "connection closed"
+
+
+def _text(text: bytes) -> str:
+    return text.decode("utf-8", "replace")[:200]
