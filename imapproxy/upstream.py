@@ -490,15 +490,20 @@ class UpstreamConnection:
                         await downstream.upstream_flush()
                 elif isinstance(event, EndOfStream):
                     await downstream.upstream_flush()
-                    self.closed = True
+                    self._lost()
                     return
                 else:  # pragma: no cover - server-role events never come in the client role
                     raise UpstreamError(f"unexpected framing event {event!r}")
         except (ParseError, RemoteProtocolError) as exc:
+            self._lost()
             raise UpstreamError(f"upstream protocol error: {exc.text}") from None
-        finally:
-            self.closed = True
-            self.fail_pending()
+        except UpstreamError:
+            self._lost()
+            raise
+
+    def _lost(self) -> None:
+        self.closed = True
+        self.fail_pending()
 
     def _route(self, response: Response, downstream: Downstream) -> None:
         kind = response.kind
@@ -537,6 +542,7 @@ class UpstreamConnection:
         """Say LOGOUT (best effort, briefly) and close. For a connection whose
         reader task is not running."""
         if self.closed:
+            await self.aclose()
             return
         with trio.move_on_after(min(2.0, self.timeouts.upstream_response)):
             try:

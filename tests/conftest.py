@@ -6,6 +6,10 @@
   Do not change its mail (flags, expunges, appends): other tests count on it.
 - ``mail_user`` (function): a fresh user with a private copy of the corpus, removed
   after the test; use it whenever a test changes mail.
+- ``proxy`` (function, trio): imapproxy serving in the test's nursery in front of the
+  session's Dovecot, with an implicit-TLS and a STARTTLS listener on ephemeral ports;
+  ``proxy.ssl_context()`` trusts its certificate (``proxy_tls``, session). Use
+  :func:`start_proxy` for other configurations (other upstreams, limits, timeouts).
 
 Tests that use any of them get the ``dovecot`` marker automatically, so
 ``pytest -m "not dovecot"`` runs the rest. When Dovecot is not installed those tests
@@ -17,11 +21,18 @@ a CI run without Dovecot fails loudly rather than passing with half the suite sk
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
+from imapproxy.server import Proxy
 from imapproxy.testing import DovecotNotInstalled, DovecotServer, User
+from imapproxy.testing.proxy import ProxyTls, dovecot_upstream, proxy_config
 
 DOVECOT_FIXTURES = frozenset({"dovecot", "shared_user", "mail_user"})
 SKIP_ENV = "IMAPPROXY_SKIP_DOVECOT"
@@ -67,3 +78,67 @@ def mail_user(dovecot: DovecotServer) -> Iterator[User]:
         yield user
     finally:
         dovecot.remove_user(user)
+
+
+# -- the proxy in front of the session's Dovecot -------------------------------------
+
+
+@dataclass
+class RunningProxy:
+    """A proxy serving in the test's nursery, in front of the session's Dovecot."""
+
+    proxy: Proxy
+    tls: ProxyTls
+
+    def port(self, mode: str) -> int:
+        """The bound port of the listener with ``tls = mode``."""
+        for bound in self.proxy.listening:
+            if bound.config.tls == mode:
+                return bound.port
+        raise LookupError(mode)
+
+    @property
+    def implicit_port(self) -> int:
+        return self.port("implicit")
+
+    @property
+    def starttls_port(self) -> int:
+        return self.port("starttls")
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return self.tls.client_context()
+
+
+@pytest.fixture(scope="session")
+def proxy_tls(tmp_path_factory: pytest.TempPathFactory) -> ProxyTls:
+    """The proxy's certificate (localhost, 127.0.0.1, ::1) and its CA."""
+    return ProxyTls.create(tmp_path_factory.mktemp("proxy-tls"))
+
+
+#: Fast failed-login delays so that tests of refusals do not wait seconds.
+TEST_LIMITS = {"login_failure_delay": 0.01, "login_failure_max_delay": 0.05}
+
+
+async def start_proxy(
+    nursery: trio.Nursery,
+    directory: Path,
+    tls: ProxyTls,
+    upstreams: list[dict[str, object]],
+    **options: Any,
+) -> RunningProxy:
+    """Configure and start a proxy in ``nursery`` (ephemeral ports)."""
+    limits = {**TEST_LIMITS, **options.pop("limits", {})}
+    config = proxy_config(directory, tls, upstreams, limits=limits, **options)
+    proxy = Proxy(config)
+    await nursery.start(proxy.serve)
+    return RunningProxy(proxy, tls)
+
+
+@pytest.fixture
+async def proxy(
+    dovecot: DovecotServer, proxy_tls: ProxyTls, tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[RunningProxy]:
+    """imapproxy (implicit TLS + STARTTLS listeners) in front of Dovecot's implicit-TLS port."""
+    running = await start_proxy(nursery, tmp_path, proxy_tls, [dovecot_upstream(dovecot)])
+    yield running
+    running.proxy.shutdown()
