@@ -15,7 +15,7 @@ async def test_login_select_fetch_logout(proxy, shared_user: User) -> None:
             "localhost", proxy.implicit_port, ssl_context=proxy.ssl_context()
         ) as imap:
             imap.login(shared_user.name, shared_user.password)
-            typ, data = imap.select("INBOX", readonly=True)
+            typ, _ = imap.select("INBOX", readonly=True)
             assert typ == "OK"
             typ, fetched = imap.fetch("1", "(BODY.PEEK[])")
             assert typ == "OK"
