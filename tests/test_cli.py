@@ -4,6 +4,7 @@ subprocess through ``python -m imapproxy``."""
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 import types
@@ -152,3 +153,62 @@ def test_entry_point_in_a_subprocess(example: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "mailstore: mailstore.internal.example.com:993" in result.stdout
+
+
+UNIT = DEPLOY_EXAMPLE.parent / "imapproxy.service"
+
+
+def test_systemd_unit_runs_check_then_serve_hardened() -> None:
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    config = "--config /etc/imapproxy/imapproxy.toml"
+    assert settings["ExecStartPre"] == [f"/opt/imapproxy/bin/imapproxy check {config}"]
+    assert settings["ExecStart"] == [f"/opt/imapproxy/bin/imapproxy serve {config}"]
+    assert "ExecReload" not in settings
+    for key, value in {
+        "Type": "exec",
+        "User": "imapproxy",
+        "KillSignal": "SIGTERM",
+        "Restart": "on-failure",
+        "AmbientCapabilities": "CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes",
+        "ProtectKernelLogs": "yes",
+        "ProtectControlGroups": "yes",
+        "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
+        "RestrictNamespaces": "yes",
+        "LockPersonality": "yes",
+        "MemoryDenyWriteExecute": "yes",
+        "SystemCallArchitectures": "native",
+        "ReadOnlyPaths": "/etc/imapproxy",
+    }.items():
+        assert settings[key] == [value], key
+    assert "@system-service" in settings["SystemCallFilter"]
+    assert settings["TimeoutStopSec"] == ["30s"]
+    assert settings["LimitNOFILE"] == ["16384"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    # verify insists that the programs exist: point them at this environment's
+    unit = tmp_path / "imapproxy.service"
+    program = Path(sys.executable).parent / "imapproxy"
+    unit.write_text(UNIT.read_text().replace("/opt/imapproxy/bin/imapproxy", str(program)))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

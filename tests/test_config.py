@@ -118,6 +118,18 @@ def test_deploy_example_parses(tmp_path: Path, ca: trustme.CA) -> None:
     assert config.source == tmp_path / "imapproxy.toml"
 
 
+def test_documentation_example_parses(tmp_path: Path, ca: trustme.CA) -> None:
+    doc = (DEPLOY_EXAMPLE.parent.parent / "docs" / "configuration.md").read_text()
+    example = doc.split("## Example", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    deploy_example(tmp_path, ca)  # the certificate files
+    config = parse_config(example.replace("/etc/imapproxy/", f"{tmp_path}/"))
+    assert [lis.name for lis in config.listeners] == ["implicit:993", "starttls:143", "monitoring"]
+    assert config.upstream("legacy").server_name == "legacy.internal.example.com"
+    assert config.routes.lookup("Alice@Example.com") == "legacy"
+    assert config.routes.lookup("bob@old.example.org") == "legacy"
+    assert config.routes.lookup("bob@example.com") == "mailstore"
+
+
 def test_deploy_example_uses_etc_imapproxy() -> None:
     text = DEPLOY_EXAMPLE.read_text()
     assert '"/etc/imapproxy/tls/imap.example.com.crt"' in text
