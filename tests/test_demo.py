@@ -1,4 +1,5 @@
-"""``imapproxy demo`` (what ``make demo`` runs) starts, serves the demo user, stops."""
+"""``imapproxy demo`` (what ``make demo`` runs) starts the proxy in front of Dovecot,
+serves the demo user through it, and stops on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -80,6 +81,8 @@ def test_demo_serves_the_demo_user_and_stops_on_ctrl_c(
         proc.send_signal(signal.SIGINT)
         rest = _read_until(proc, "Stopped.", timeout=30)
         assert "Stopping Dovecot" in rest
+        # The login went through the proxy: it logged it.
+        assert '"event": "login"' in text + rest
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
