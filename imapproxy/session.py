@@ -581,16 +581,26 @@ class ClientSession:
         upstream = self.upstream
         assert upstream is not None
         upstream.downstream = self
+        # Errors are caught inside the nursery: it would wrap them in a group.
+        error: _Closed | RemoteProtocolError | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run_upstream, nursery.cancel_scope)
-            nursery.start_soon(self._watchdog)
+            nursery.start_soon(self._watchdog, nursery.cancel_scope)
             try:
                 while self.state is not State.LOGOUT:
                     await self._relay_event(await self._event())
                     if self._draining and self._cmd is None and not upstream.in_flight:
                         self._cancel()
+            except (_Closed, RemoteProtocolError) as exc:
+                error = exc
+            except UpstreamError as exc:
+                self._close_reason = str(exc)
+                self._bye("Connection to the mail server lost")
+                error = _Closed()
             finally:
                 nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
 
     async def _run_upstream(self, scope: trio.CancelScope) -> None:
         upstream = self.upstream
@@ -604,12 +614,12 @@ class ClientSession:
         except _Closed:
             scope.cancel()
             return
-        if self.state is not State.LOGOUT:
+        if self.state is not State.LOGOUT and not self._bye_sent:
             self._close_reason = reason
             self._bye("Connection to the mail server lost")
         scope.cancel()
 
-    async def _watchdog(self) -> None:
+    async def _watchdog(self, scope: trio.CancelScope) -> None:
         """BYE when the upstream is silent too long while a command waits on it."""
         upstream = self.upstream
         assert upstream is not None
@@ -625,7 +635,8 @@ class ClientSession:
                 log.warning("upstream error", error="not responding", command=oldest.name)
                 self._bye("Mail server not responding")
                 await upstream.aclose()
-                raise _Closed
+                scope.cancel()
+                return
 
     async def _relay_event(self, event: Event) -> None:
         if isinstance(event, Frame):
@@ -686,9 +697,9 @@ class ClientSession:
         if command is None or await self._local(command):
             return
         forward = await self._start(command)
-        await self._send_region(forward, frame)
-        if command.name == "IDLE":
+        if command.name == "IDLE":  # before sending: the "+" may come at once
             self._idle = forward.request
+        await self._send_region(forward, frame)
 
     async def _literal_announced(self, event: ContinuationRequest) -> None:
         framer = self._framer
