@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple, NoReturn, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -102,7 +102,7 @@ def _error(message: str) -> PydanticCustomError:
     return PydanticCustomError("imapproxy_config", "{message}", {"message": message})
 
 
-def _fail(*problems: tuple[tuple[str | int, ...], str]) -> None:
+def _fail(*problems: tuple[tuple[str | int, ...], str]) -> NoReturn:
     """Raise every ``(location, message)`` at once, each at its own key path.
 
     Locations are relative to the model or field being validated; pydantic
@@ -1032,7 +1032,7 @@ def _describe(error: Mapping[str, Any]) -> str:
         message = f"expected {_EXPECTED[kind]}, got {_show(value)}"
     else:
         text = str(error["msg"]).removeprefix("Value error, ")
-        message = f"{text.replace('Input should be', 'expected')}, got {_show(value)}"
+        message = f"{text.replace('Input should be', 'must be')}, got {_show(value)}"
     return f"{path}: {message}"
 
 

@@ -722,7 +722,7 @@ def test_limits_errors() -> None:
     assert errors[0].startswith("limits.max_line: expected a size: a number of bytes, or a string")
     assert errors[0].endswith("got '12 furlongs'")
     assert errors[1:] == [
-        "limits.max_connections: expected greater than 0, got 0",
+        "limits.max_connections: must be greater than 0, got 0",
         "limits.max_connections_per_ip: expected an integer, got true",
         "limits.max_pipelined: expected an integer, got '5'",
         "limits.login_failure_delay: must be a positive duration, got -1",
@@ -869,6 +869,18 @@ def test_parse_config_names_its_source() -> None:
         parse_config("x = 1\n" + LOOPBACK, source=Path("/etc/imapproxy/test.toml"))
     assert str(excinfo.value).startswith("/etc/imapproxy/test.toml: x: unknown key")
     assert parse_config(LOOPBACK, source=Path("/srv/a.toml")).source == Path("/srv/a.toml")
+
+
+def test_empty_route_key() -> None:
+    assert errors_of(TWO_UPSTREAMS + '[routes.users]\n"" = "main"\n') == [
+        'routes.users."": expected a user name, got an empty key'
+    ]
+
+
+def test_models_accept_parsed_values() -> None:
+    listener = Listener(address=Address("127.0.0.1", 1143), tls="none")
+    assert listener.name == "none:1143"
+    assert str(listener.address) == "127.0.0.1:1143"
 
 
 def test_odd_keys_are_quoted_in_paths() -> None:
