@@ -23,19 +23,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
-import structlog
 import trio
 
 from imapproxy.capabilities import ClientCapabilities
 from imapproxy.config import Config, Listener
 from imapproxy.limits import ConnectionLimiter, LoginThrottle
+from imapproxy.logs import get_logger
 from imapproxy.router import Router
 from imapproxy.session import ClientSession
 from imapproxy.tls import client_context, server_context
 
 __all__ = ["BoundListener", "Proxy", "run"]
 
-log = structlog.get_logger("imapproxy.server")
+log = get_logger("imapproxy.server")
 
 _REFUSAL_HANDSHAKES = 16
 

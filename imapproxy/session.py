@@ -49,6 +49,7 @@ import structlog
 import trio
 
 from imapproxy import __version__
+from imapproxy.logs import get_logger
 from imapproxy.mailbox import SelectedMailbox
 from imapproxy.tls import describe
 from imapproxy.upstream import Credentials, Request, UpstreamConnection, UpstreamError
@@ -79,7 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientSession", "State"]
 
-log = structlog.get_logger("imapproxy.session")
+log = get_logger("imapproxy.session")
 
 RECEIVE_SIZE = 256 * 1024
 FLUSH_AT = 256 * 1024

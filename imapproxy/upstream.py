@@ -42,11 +42,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import structlog
 import trio
 
 from imapproxy.capabilities import is_hop_by_hop
 from imapproxy.config import Timeouts, Upstream
+from imapproxy.logs import get_logger
 from imapproxy.tls import describe
 from imapproxy.wire import (
     NEED_DATA,
@@ -73,7 +73,7 @@ __all__ = [
     "UpstreamError",
 ]
 
-log = structlog.get_logger("imapproxy.upstream")
+log = get_logger("imapproxy.upstream")
 
 RECEIVE_SIZE = 256 * 1024
 
