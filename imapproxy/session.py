@@ -673,6 +673,7 @@ class ClientSession:
         if idle is None or idle.done.is_set():
             return
         await self.upstream.send_raw(b"DONE\r\n")
+        self.upstream.end_writing(idle)
         if frame.raw.rstrip(b"\r\n").upper() != b"DONE":
             self.write(b"* BAD Expected DONE\r\n")
 
@@ -698,9 +699,11 @@ class ClientSession:
         if command is None or await self._local(command):
             return
         forward = await self._start(command)
-        if command.name == "IDLE":  # before sending: the "+" may come at once
+        idle = command.name == "IDLE"
+        if idle:  # before sending: the "+" may come at once
             self._idle = forward.request
-        await self._send_region(forward, frame)
+        # IDLE is written in full only with its DONE.
+        await self._send_region(forward, frame, final=not idle)
 
     async def _literal_announced(self, event: ContinuationRequest) -> None:
         framer = self._framer
@@ -730,7 +733,7 @@ class ClientSession:
             framer.accept_literal()
             self.write(b"+ Ready for literal data\r\n")
             return
-        if await self._send_region(forward, event.frame):
+        if await self._send_region(forward, event.frame, final=False):
             framer.accept_literal()
             self.write(b"+ Ready for literal data\r\n")
         else:  # the server answered instead of "+": relayed by the reader
@@ -764,7 +767,7 @@ class ClientSession:
                 framer.reject_frame()
             self._tagged(forward.command.tag, "NO", "Literal too large here", "TOOBIG")
             return
-        if not await self._send_region(forward, part.frame):
+        if not await self._send_region(forward, part.frame, final=part.literal is None):
             self._cmd = None
             if part.literal is not None:
                 framer.reject_frame()
@@ -787,8 +790,9 @@ class ClientSession:
             self._selecting[request] = SelectedMailbox(args.mailbox, readonly=name == "EXAMINE")
         return _Forward(command, request)
 
-    async def _send_region(self, forward: _Forward, frame: Frame) -> bool:
-        """Send the part of ``frame`` not yet sent upstream, literals synchronizing.
+    async def _send_region(self, forward: _Forward, frame: Frame, *, final: bool = True) -> bool:
+        """Send the part of ``frame`` not yet sent upstream, literals synchronizing;
+        ``final`` when ``frame`` completes the command.
 
         Returns False when the server refused the command at a literal (it
         completed the request instead of sending ``+``)."""
@@ -797,6 +801,8 @@ class ClientSession:
         assert upstream is not None and request is not None
         raw = frame.raw
         pos = forward.processed
+        await upstream.begin_writing(request)
+        done = False
         try:
             for lit in frame.literals:
                 if lit.stop <= pos and lit.start <= pos:
@@ -810,6 +816,7 @@ class ClientSession:
                         head = request.tag + head[len(forward.command.tag) :]
                     pos = lit.start
                     if not await upstream.send_segment(request, head, literal=True):
+                        done = True
                         return False
                 if not lit.streamed:
                     await upstream.send_raw(memoryview(raw)[lit.start : lit.stop])
@@ -820,6 +827,7 @@ class ClientSession:
                     tail = request.tag + tail[len(forward.command.tag) :]
                 await upstream.send_segment(request, tail, literal=False)
                 pos = len(raw)
+            done = final
             return True
         except UpstreamError as exc:
             self._close_reason = str(exc)
@@ -827,6 +835,8 @@ class ClientSession:
             raise _Closed from None
         finally:
             forward.processed = pos
+            if done:
+                upstream.end_writing(request)
 
     async def _local(self, command: Command) -> bool:
         """Answer the commands the session keeps to itself; True when it did."""

@@ -60,7 +60,7 @@ from imapproxy.wire import (
     Role,
     build_command,
 )
-from imapproxy.wire.commands import AuthenticateArgs, IdArgs, LoginArgs, NoArgs
+from imapproxy.wire.commands import AuthenticateArgs, CommandArgs, IdArgs, LoginArgs, NoArgs
 from imapproxy.wire.reader import ParseError
 from imapproxy.wire.responses import CapabilityData, Kind, has_capability
 from imapproxy.wire.values import Secret
@@ -160,8 +160,11 @@ class UpstreamConnection:
         self._tags = (f"{tag_prefix}{n}".encode("ascii") for n in itertools.count(1))
         self._pending: dict[bytes, Request] = {}
         self._order: deque[Request] = deque()
-        self._send_lock = trio.Lock()
         self._sending_literal: Request | None = None
+        # The request whose command is partly written: a command of the proxy's
+        # own waits until it is whole, so commands never interleave on the wire.
+        self._writing: Request | None = None
+        self._written = trio.Event()
         self.capabilities: tuple[str, ...] = ()
         self.greeting: Response | None = None
         self.downstream: Downstream | None = None
@@ -429,6 +432,46 @@ class UpstreamConnection:
     def oldest(self) -> Request | None:
         return self._order[0] if self._order else None
 
+    async def begin_writing(self, request: Request) -> None:
+        """Claim the wire for ``request``'s command (written across several awaits,
+        until :meth:`end_writing`); waits while another command is half-written."""
+        while self._writing is not None and self._writing is not request:
+            await self._written.wait()
+        self._writing = request
+
+    def end_writing(self, request: Request) -> None:
+        """``request``'s command is written in full (or was refused part-way)."""
+        if self._writing is request:
+            self._writing = None
+            self._written.set()
+            self._written = trio.Event()
+
+    async def command(self, name: str, args: CommandArgs) -> Request:
+        """Send a command of the proxy's own during the relay phase and wait for
+        its completion (e.g. NOOP, CAPABILITY, ID). It waits until no client command
+        is half-written. Its untagged responses are collected in
+        ``request.untagged`` while it is the oldest request in flight; updates that
+        arrive while a client command is older go to the client, as they should.
+
+        Raises:
+            UpstreamError: the connection failed.
+        """
+        while self._writing is not None:
+            await self._written.wait()
+        request = self.new_request(name)
+        frame = build_command(request.tag, name, args)
+        if frame.literals:
+            raise ValueError("commands of the proxy's own carry no literals")
+        self._writing = request
+        try:
+            await self._send(frame.raw)
+        finally:
+            self.end_writing(request)
+        await request.done.wait()
+        if request.result is None:
+            raise UpstreamError("upstream connection lost")
+        return request
+
     async def send_raw(self, data: bytes | memoryview) -> None:
         """Write bytes that belong to the command being sent (literal data, DONE)."""
         await self._send(data)
@@ -514,6 +557,7 @@ class UpstreamConnection:
             self._order.remove(request)
             request.result = response
             request.done.set()
+            self.end_writing(request)
             if request._continuation is not None:  # refused instead of "+"
                 request._continuation.set()
             if request.client_tag is not None:
