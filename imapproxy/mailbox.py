@@ -167,8 +167,9 @@ class SelectedMailbox:
         """The sequence number of the message with ``uid``, if the map has it.
 
         UIDs ascend with sequence numbers, so a binary search over the known ones
-        works while every UID is known; with gaps (0), a linear scan."""
-        if self.uids is None:
+        works while every UID is known; with gaps (0), a linear scan. UID 0 marks
+        an unknown UID in the map, never a message: None."""
+        if self.uids is None or uid < 1:
             return None
         if 0 not in self.uids:
             index = bisect_left(self.uids, uid)
