@@ -147,8 +147,12 @@ class ClientCapabilities:
 
     def authenticated(self, upstream: Iterable[str]) -> tuple[str, ...]:
         """After login: the upstream's relayable end-to-end capabilities (in its
-        order and spelling, IMAP4rev1 first) plus the proxy's hop-by-hop ones."""
-        relayed = [cap for cap in dict.fromkeys(upstream) if is_relayable(cap)]
+        order and spelling, IMAP4rev1 first) plus the proxy's hop-by-hop ones.
+        Names are case-insensitive: a repeated one is shown once, as first spelled."""
+        first: dict[str, str] = {}
+        for cap in upstream:
+            first.setdefault(cap.upper(), cap)
+        relayed = [cap for cap in first.values() if is_relayable(cap)]
         if not any(cap.upper() == "IMAP4REV1" for cap in relayed):
             relayed.insert(0, "IMAP4rev1")
         else:
