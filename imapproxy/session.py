@@ -294,6 +294,9 @@ class ClientSession:
 
     async def _finish(self) -> None:
         with trio.CancelScope(shield=True):
+            if self._draining and not self._bye_sent:  # cut after the grace period
+                self._close_reason = "server shutting down"
+                self._bye("Server shutting down")
             with trio.move_on_after(1.0), contextlib.suppress(_Closed):
                 await self.flush()
             await trio.aclose_forcefully(self._stream)
@@ -316,7 +319,14 @@ class ClientSession:
     def shutdown(self) -> None:
         """Server shutdown: end now if idle, else once the commands in flight are done."""
         self._draining = True
-        if self._cmd is None and (self.upstream is None or not self.upstream.in_flight):
+        self._drain_if_quiet()
+
+    def _drain_if_quiet(self) -> None:
+        """While draining, end the session when nothing but an IDLE is in flight."""
+        if not self._draining or self._cmd is not None:
+            return
+        upstream = self.upstream
+        if upstream is None or all(r is self._idle for r in upstream.requests):
             self._cancel()
 
     def _cancel(self) -> None:
@@ -590,8 +600,7 @@ class ClientSession:
             try:
                 while self.state is not State.LOGOUT:
                     await self._relay_event(await self._event())
-                    if self._draining and self._cmd is None and not upstream.in_flight:
-                        self._cancel()
+                    self._drain_if_quiet()
             except (_Closed, RemoteProtocolError) as exc:
                 error = exc
             except UpstreamError as exc:
@@ -880,13 +889,7 @@ class ClientSession:
             self._completed(request, response)
             self.write(self._status_line(request.client_tag, response.name, response))
             self._slot.set()
-            if (
-                self._draining
-                and self._cmd is None
-                and self.upstream
-                and not self.upstream.in_flight
-            ):
-                self._cancel()
+            self._drain_if_quiet()
         else:
             self.write(response.frame.raw)
 

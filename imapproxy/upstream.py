@@ -429,6 +429,11 @@ class UpstreamConnection:
         return len(self._pending)
 
     @property
+    def requests(self) -> tuple[Request, ...]:
+        """The requests in flight, oldest first."""
+        return tuple(self._order)
+
+    @property
     def oldest(self) -> Request | None:
         return self._order[0] if self._order else None
 
