@@ -27,6 +27,10 @@ __all__ = ["SelectedMailbox"]
 
 #: Untagged responses that can change the model (others are relayed unread).
 INTERESTING = frozenset({"EXISTS", "EXPUNGE", "FETCH", "VANISHED", "FLAGS", "OK", "NO"})
+#: The largest mailbox whose sequence-to-UID map is kept (8 bytes per message):
+#: beyond it, or when an upstream claims more, the map is dropped rather than
+#: letting one response allocate gigabytes.
+MAX_TRACKED = 10_000_000
 
 
 @dataclass(slots=True)
@@ -86,7 +90,9 @@ class SelectedMailbox:
         if count is None:
             return
         if self.uids is not None:
-            if count > len(self.uids):
+            if count > MAX_TRACKED:
+                self.uids = None
+            elif count > len(self.uids):
                 self.uids.extend([0] * (count - len(self.uids)))
             elif count < len(self.uids):  # a server that shrinks without EXPUNGE
                 del self.uids[count:]
@@ -120,6 +126,9 @@ class SelectedMailbox:
         if uid is None:
             return
         if seq > len(self.uids):
+            if seq > MAX_TRACKED:
+                self.uids = None
+                return
             self.uids.extend([0] * (seq - len(self.uids)))
             self.exists = max(self.exists, seq)
         self.uids[seq - 1] = uid
@@ -148,7 +157,7 @@ class SelectedMailbox:
 
     def track_uids(self) -> None:
         """Start keeping the sequence-to-UID map (UIDs unknown until learned)."""
-        if self.uids is None:
+        if self.uids is None and self.exists <= MAX_TRACKED:
             self.uids = [0] * self.exists
 
     def learn_uids(self, uids: list[int]) -> None:

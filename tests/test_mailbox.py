@@ -439,3 +439,27 @@ def test_arbitrary_data_never_raises_and_keeps_the_map_consistent(
         if track:
             assert mailbox.uids is not None
             assert len(mailbox.uids) == mailbox.exists
+
+
+def test_a_huge_count_drops_the_map_instead_of_allocating_it() -> None:
+    from imapproxy.mailbox import MAX_TRACKED, SelectedMailbox
+    from imapproxy.wire import Framer, Mailbox, Response, Role
+
+    def response(data: bytes) -> Response:
+        framer = Framer(Role.CLIENT)
+        framer.receive_data(data)
+        frame = framer.next_event()
+        return Response.parse(frame)  # type: ignore[arg-type]
+
+    mailbox = SelectedMailbox(Mailbox(b"INBOX"), readonly=False, exists=2)
+    mailbox.track_uids()
+    mailbox.apply(response(b"* %d EXISTS\r\n" % (MAX_TRACKED + 1)))
+    assert mailbox.uids is None
+    assert mailbox.exists == MAX_TRACKED + 1
+    mailbox.track_uids()  # still too large to track
+    assert mailbox.uids is None
+
+    small = SelectedMailbox(Mailbox(b"INBOX"), readonly=False, exists=1)
+    small.track_uids()
+    small.apply(response(b"* %d FETCH (UID 7)\r\n" % (MAX_TRACKED + 1)))
+    assert small.uids is None
