@@ -301,7 +301,7 @@ class ClientSession:
                 await self.flush()
             await trio.aclose_forcefully(self._stream)
             upstream = self.upstream
-            if upstream is not None and not upstream.closed:
+            if upstream is not None:  # closed too: a lost connection still has its socket
                 if self._cmd is not None or upstream.in_flight:
                     await upstream.aclose()  # mid-command: never complete it
                 else:
