@@ -627,6 +627,20 @@ class ClientSession:
         if self.state is not State.LOGOUT and not self._bye_sent:
             self._close_reason = reason
             self._bye("Connection to the mail server lost")
+        await self._end_relay(scope)
+
+    async def _end_relay(self, scope: trio.CancelScope) -> None:
+        """Cancel the relay from a helper task, after the client got its BYE.
+
+        The relay task may be in the middle of a flush that carries the BYE (it
+        holds the write lock); a cancel would cut that write and lose the BYE. So
+        wait for it and send what is left first -- briefly: a client that does not
+        read cannot keep the session.
+        """
+        with trio.move_on_after(1.0), contextlib.suppress(_Closed):
+            async with self._write_lock:
+                pass  # the write in progress, if any, ends first
+            await self.flush()
         scope.cancel()
 
     async def _watchdog(self, scope: trio.CancelScope) -> None:
@@ -645,7 +659,7 @@ class ClientSession:
                 log.warning("upstream error", error="not responding", command=oldest.name)
                 self._bye("Mail server not responding")
                 await upstream.aclose()
-                scope.cancel()
+                await self._end_relay(scope)
                 return
 
     async def _relay_event(self, event: Event) -> None:
