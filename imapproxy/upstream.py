@@ -76,6 +76,9 @@ __all__ = [
 log = get_logger("imapproxy.upstream")
 
 RECEIVE_SIZE = 256 * 1024
+COALESCE = 64 * 1024
+"""Octets of a streamed literal gathered from several reads into one write to the
+client while more of the literal is on its way (Dovecot's TLS records carry 4 KiB)."""
 
 
 class UpstreamError(Exception):
@@ -522,20 +525,28 @@ class UpstreamConnection:
         downstream = self.downstream
         assert downstream is not None
         framer = self._framer
+        mid_literal = False  # more of a streamed literal is on its way
+        unflushed = 0  # literal octets handed downstream since the last flush
         task_status.started()
         try:
             while True:
                 event = framer.next_event()
                 if event is NEED_DATA:
-                    await downstream.upstream_flush()
+                    if not mid_literal:
+                        await downstream.upstream_flush()
+                        unflushed = 0
                     await self._receive()
                     continue
                 if isinstance(event, Frame):
                     self._route(Response.parse(event), downstream)
                 elif isinstance(event, FramePart | LiteralChunk):
                     downstream.upstream_part(event)
-                    if isinstance(event, LiteralChunk) and len(event.data) >= 16384:
-                        await downstream.upstream_flush()
+                    if isinstance(event, LiteralChunk):
+                        mid_literal = event.remaining > 0
+                        unflushed += len(event.data)
+                        if unflushed >= COALESCE:
+                            await downstream.upstream_flush()
+                            unflushed = 0
                 elif isinstance(event, EndOfStream):
                     await downstream.upstream_flush()
                     self._lost()
