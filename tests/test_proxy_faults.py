@@ -150,6 +150,29 @@ async def test_every_literal_of_a_command_waits_for_the_server(env) -> None:
         assert b"+}" not in conn.received
 
 
+async def test_unknown_extension_command_is_relayed_intact(env) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        client, conn = await env.logged_in()
+        await client.send(b"a XFOO bar (baz) {3+}\r\nabc {2+}\r\nde\r\n")
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"XFOO", b"bar (baz) {3}")
+        await conn.send(b"+ \r\n")
+        assert await conn.read_line() == b"abc {2}\r\n"
+        await conn.send(b"+ \r\n")
+        assert await conn.read_line() == b"de\r\n"
+        await conn.send(b"* XFOO result (1 2)\r\n" + tag + b" OK XFOO done\r\n")
+        assert await client.read_response(b"a") == [
+            b"* XFOO result (1 2)\r\n",
+            b"a OK XFOO done\r\n",
+        ]
+        # Without literals, byte for byte.
+        await client.send(b"b XBAR  odd   spacing\r\n")
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"XBAR", b" odd   spacing")
+        await conn.send(tag + b" NO [CANNOT] no\r\n")
+        assert await client.read_line() == b"b NO [CANNOT] no\r\n"
+
+
 # -- 2. the server refuses a literal ----------------------------------------------------
 
 
