@@ -177,6 +177,7 @@ class ClientSession:
         self._selecting: dict[Request, SelectedMailbox] = {}
         self._slot = trio.Event()
         self._bye_sent = False
+        self._mid_response = False
         self._close_reason = "client closed the connection"
         self._scope: trio.CancelScope | None = None
         self._draining = False
@@ -213,6 +214,8 @@ class ClientSession:
         await self.flush()
 
     def _bye(self, text: str) -> None:
+        if self._mid_response:  # the connection just ends: never data made up
+            self._bye_sent = True
         if not self._bye_sent:
             self._bye_sent = True
             self.write(b"* BYE " + _clean(text) + b"\r\n")
@@ -916,6 +919,9 @@ class ClientSession:
             self.write(part.data)
             return
         self.write(part.raw)
+        # Between the parts of a response the client is inside it (a literal's
+        # data): a BYE written there would read as message data.
+        self._mid_response = part.literal is not None
         if part.literal is None and self.mailbox is not None and self.mailbox.uids is not None:
             with contextlib.suppress(ParseError):
                 self.mailbox.apply(Response.parse(part.frame))
