@@ -15,8 +15,11 @@ test: venv dovecot lint typecheck
 demo: venv dovecot
 	$(BIN)/python -m imapproxy demo
 
+# The codec alone, then the relay against Dovecot (and nginx's mail proxy where
+# Debian's nginx with libnginx-mod-mail is installed; the benchmark never installs it).
 bench: venv dovecot
 	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/relay.py
 
 coverage: venv dovecot
 	$(BIN)/coverage run -m pytest -q
