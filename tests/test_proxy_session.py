@@ -1,0 +1,724 @@
+"""The proxy's own behaviour in front of the real Dovecot, on the wire (issue #3).
+
+Raw-client tests (:class:`~imap_raw.RawImap`) for what the client libraries hide:
+credentials in every form (quoted strings with quotes, backslashes and 8-bit,
+literals, LITERAL+, AUTHENTICATE PLAIN with and without authzid), STARTTLS
+injection and the plaintext refusals before it, the server's answer arriving
+instead of ``+`` (APPEND to a missing mailbox, an oversized literal), line
+limits, the pre-auth timeout, pipelining, tag mapping, ID and CAPABILITY, and
+what a client sees when the upstream is down, untrusted, or cut mid-session.
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from conftest import RunningProxy, start_proxy
+from imap_endpoints import Endpoint, quote, scrub
+from imap_raw import RawImap, tagged_status
+
+from imapproxy.capabilities import is_relayable
+from imapproxy.testing import DovecotServer, User
+from imapproxy.testing.proxy import ProxyTls, dovecot_upstream
+
+#: Every test here ends within this many seconds.
+TEST_TIMEOUT = 20
+
+#: Hop-by-hop capabilities a logged-in client must not see from the proxy.
+NEVER_AFTER_LOGIN = ("STARTTLS", "LOGINDISABLED", "LOGIN-REFERRALS", "SASL-IR")
+
+
+def caps_of(line: bytes) -> list[str]:
+    """The capability names of ``* CAPABILITY ...`` or of a ``[CAPABILITY ...]`` code."""
+    text = line.decode().strip()
+    if "[CAPABILITY " in text:
+        return text.split("[CAPABILITY ", 1)[1].split("]", 1)[0].split()
+    assert text.startswith("* CAPABILITY "), text
+    return text.split()[2:]
+
+
+def plain(user: str, password: str, authzid: str = "") -> bytes:
+    return base64.b64encode(f"{authzid}\0{user}\0{password}".encode())
+
+
+async def in_thread(fn: Any) -> Any:
+    with trio.fail_after(TEST_TIMEOUT):
+        return await trio.to_thread.run_sync(fn)
+
+
+# -- credentials ------------------------------------------------------------------------
+
+#: Passwords that break naive quoting; the ASCII ones also go through imaplib's LOGIN.
+PASSWORDS = {
+    "quote": 'say "hello"',
+    "backslash": "back\\slash\\",
+    "both": 'a\\"b" \\\\',
+    "utf8": "Grüße, naïve 日本 ✓",
+    "utf8-quote-backslash": 'pä"ss\\wörd',
+}
+
+
+@pytest.fixture(scope="module")
+def tricky_users(dovecot: DovecotServer) -> Iterator[dict[str, User]]:
+    users = {key: dovecot.add_user(password=pw, with_corpus=False) for key, pw in PASSWORDS.items()}
+    try:
+        yield users
+    finally:
+        for user in users.values():
+            dovecot.remove_user(user)
+
+
+def imaplib_login(endpoint: Endpoint, user: User, method: str) -> tuple[str, Any]:
+    """Log in with imaplib in one of its ways; then STATUS INBOX (the upstream
+    session really belongs to ``user``)."""
+    result: tuple[str, Any]
+    with endpoint.imaplib() as imap:
+        if method == "login":
+            result = imap.login(user.name, user.password)
+        elif method == "login-literal":
+            # The password as a synchronizing literal: imaplib waits for "+".
+            imap.literal = user.password.encode()  # type: ignore[assignment]
+            result = imap._simple_command("LOGIN", imap._quote(user.name))
+            imap.state = "AUTH"
+        elif method == "authenticate":
+            result = imap.authenticate(
+                "PLAIN", lambda _: f"\0{user.name}\0{user.password}".encode()
+            )
+        elif method == "authenticate-authzid":
+            result = imap.authenticate(
+                "PLAIN", lambda _: f"{user.name}\0{user.name}\0{user.password}".encode()
+            )
+        else:
+            raise AssertionError(method)
+        return result[0], imap.status("INBOX", "(MESSAGES)")
+
+
+IMAPLIB_METHODS = ("login", "login-literal", "authenticate", "authenticate-authzid")
+
+
+@pytest.mark.parametrize(
+    ("key", "method"),
+    [
+        (key, method)
+        for key, password in PASSWORDS.items()
+        for method in IMAPLIB_METHODS
+        # imaplib sends LOGIN's arguments as quoted strings, which it encodes as ASCII.
+        if method != "login" or password.isascii()
+    ],
+)
+async def test_password_imaplib(proxy, tricky_users, key, method) -> None:
+    user = tricky_users[key]
+    status, inbox = await in_thread(
+        lambda: imaplib_login(Endpoint.via(proxy, "implicit"), user, method)
+    )
+    assert status == "OK"
+    assert inbox == ("OK", [b"INBOX (MESSAGES 0)"])
+
+
+@pytest.mark.parametrize("listener", ["implicit", "starttls"])
+@pytest.mark.parametrize("key", PASSWORDS)
+async def test_password_imapclient(proxy, tricky_users, key, listener) -> None:
+    """IMAPClient's LOGIN (ASCII passwords: it quotes them) and AUTHENTICATE PLAIN
+    with the authzid set to the same user."""
+    user = tricky_users[key]
+
+    def run() -> list[Any]:
+        results = []
+        endpoint = Endpoint.via(proxy, listener)
+        if user.password.isascii():  # IMAPClient's LOGIN encodes its arguments as ASCII
+            with endpoint.imapclient() as client:
+                results.append(client.login(user.name, user.password))
+                results.append(client.folder_status("INBOX", ["MESSAGES"]))
+        with endpoint.imapclient() as client:
+            results.append(client.plain_login(user.name, user.password, user.name))
+            results.append(client.folder_status("INBOX", ["MESSAGES"]))
+        return results
+
+    results = await in_thread(run)
+    for logged_in, inbox in zip(results[::2], results[1::2], strict=True):
+        assert logged_in.endswith(b"Logged in")
+        assert inbox == {b"MESSAGES": 0}
+
+
+async def raw_login_variant(client: RawImap, user: User, variant: str) -> list[bytes]:
+    name, password = user.name.encode(), user.password.encode()
+    if variant == "literals":  # LOGIN {n} ... {m}: wait for "+" before each literal
+        await client.send(b"a LOGIN {%d}\r\n" % len(name))
+        assert (await client.read_line()).startswith(b"+")
+        await client.send(name + b" {%d}\r\n" % len(password))
+        assert (await client.read_line()).startswith(b"+")
+        await client.send(password + b"\r\n")
+    elif variant == "literal-plus":  # both literals in one write, no waiting
+        await client.send(
+            b"a LOGIN {%d+}\r\n%s {%d+}\r\n%s\r\n" % (len(name), name, len(password), password)
+        )
+    elif variant == "quoted-8bit":  # a quoted string with the UTF-8 bytes as they are
+        escaped = password.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+        await client.send(b'a LOGIN %s "%s"\r\n' % (name, escaped))
+    elif variant == "sasl-ir":
+        await client.send(b"a AUTHENTICATE PLAIN " + plain(user.name, user.password) + b"\r\n")
+    elif variant == "sasl-continuation":
+        await client.send(b"a AUTHENTICATE PLAIN\r\n")
+        assert (await client.read_line()).startswith(b"+")
+        await client.send(plain(user.name, user.password, user.name) + b"\r\n")
+    else:
+        raise AssertionError(variant)
+    return await client.read_until_tagged(b"a")
+
+
+RAW_VARIANTS = ("literals", "literal-plus", "quoted-8bit", "sasl-ir", "sasl-continuation")
+
+
+@pytest.mark.parametrize("variant", RAW_VARIANTS)
+@pytest.mark.parametrize("key", PASSWORDS)
+async def test_password_raw(proxy, dovecot, tricky_users, key, variant) -> None:
+    """Every credential form the proxy accepts logs in, and the proxy agrees with
+    Dovecot's own answer to the same bytes."""
+    user = tricky_users[key]
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await Endpoint.direct(dovecot, "implicit").raw() as direct:
+            expected = tagged_status(await raw_login_variant(direct, user, variant))
+        async with await Endpoint.via(proxy, "implicit").raw() as client:
+            reply = await raw_login_variant(client, user, variant)
+            assert tagged_status(reply) == expected == b"OK [CAPABILITY]"
+            status = await client.command(b"s", b"STATUS INBOX (MESSAGES)")
+            assert status == [b"* STATUS INBOX (MESSAGES 0)\r\n", status[-1]]
+            assert status[-1].startswith(b"s OK")
+
+
+async def test_wrong_password_relayed_then_retry(proxy, dovecot, shared_user) -> None:
+    """Dovecot's refusal comes through as it is; the same connection can log in next."""
+    bad = b"LOGIN " + quote(shared_user.name) + b' "wrong"'
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await Endpoint.direct(dovecot, "implicit").raw() as direct:
+            expected = await direct.command(b"a", bad)
+        async with await Endpoint.via(proxy, "implicit").raw() as client:
+            refused = await client.command(b"a", bad)
+            assert scrub(refused) == scrub(expected)
+            assert tagged_status(refused) == b"NO [AUTHENTICATIONFAILED]"
+            refused = await client.command(
+                b"b", b"AUTHENTICATE PLAIN " + plain(shared_user.name, "wrong")
+            )
+            assert tagged_status(refused) == b"NO [AUTHENTICATIONFAILED]"
+            ok = await client.command(
+                b"c", b"LOGIN " + quote(shared_user.name) + b" " + quote(shared_user.password)
+            )
+            assert tagged_status(ok) == b"OK [CAPABILITY]"
+            examined = await client.command(b"d", b"EXAMINE INBOX")
+            assert b"* 50 EXISTS\r\n" in examined
+
+
+# -- the proxy in other configurations ---------------------------------------------------------
+
+
+@pytest.fixture
+async def make_proxy(
+    dovecot: DovecotServer, proxy_tls: ProxyTls, tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[Any]:
+    """``await make_proxy(upstream=..., limits=..., timeouts=...)``: a proxy in front
+    of ``upstream`` (default: the session's Dovecot, implicit TLS); shut down after
+    the test."""
+    started: list[RunningProxy] = []
+
+    async def make(upstream: dict[str, object] | None = None, **options: Any) -> RunningProxy:
+        table = upstream if upstream is not None else dovecot_upstream(dovecot)
+        running = await start_proxy(
+            nursery, tmp_path / f"proxy{len(started)}", proxy_tls, [table], **options
+        )
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.proxy.shutdown()
+
+
+class Relay:
+    """A TCP relay between the proxy and Dovecot that the test can cut at will.
+
+    It passes the bytes through untouched (TLS included) and keeps what the proxy
+    sent, which is readable when the upstream leg is plaintext.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.sent_upstream = bytearray()
+        self._scopes: list[trio.CancelScope] = []
+
+    async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+        try:
+            with trio.CancelScope() as scope:
+                self._scopes.append(scope)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pump, client, server, True, scope)
+                    nursery.start_soon(self._pump, server, client, False, scope)
+        finally:
+            with trio.CancelScope(shield=True):  # also when the test's nursery ends
+                await trio.aclose_forcefully(client)
+                await trio.aclose_forcefully(server)
+
+    async def _pump(
+        self, src: trio.SocketStream, dst: trio.SocketStream, record: bool, scope: trio.CancelScope
+    ) -> None:
+        try:
+            while data := await src.receive_some(65536):
+                if record:
+                    self.sent_upstream += data
+                await dst.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()  # one side gone: close both
+
+    @property
+    def connections(self) -> int:
+        return len(self._scopes)
+
+    def cut(self) -> None:
+        """Close every relayed connection at once (both sides)."""
+        for scope in self._scopes:
+            scope.cancel()
+
+    def upstream_table(self, dovecot: DovecotServer, tls: str = "implicit") -> dict[str, object]:
+        """An upstream table for ``dovecot`` that goes through this relay."""
+        table = dovecot_upstream(dovecot, tls=tls)
+        table["address"] = f"127.0.0.1:{self.port}"
+        return table
+
+
+async def login(proxy: RunningProxy, user: User, listener: str = "implicit") -> RawImap:
+    return await Endpoint.via(proxy, listener).raw_login(user.name, user.password)
+
+
+# -- STARTTLS ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("injected", ["capability", "login"])
+async def test_starttls_injection_is_never_answered(proxy, shared_user, injected) -> None:
+    """A command pipelined behind STARTTLS in plaintext is discarded: not answered
+    before TLS (the handshake would fail on those bytes), not after, not executed."""
+    if injected == "login":
+        line = b"b LOGIN " + quote(shared_user.name) + b" " + quote(shared_user.password)
+    else:
+        line = b"b CAPABILITY"
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await RawImap.connect("localhost", proxy.starttls_port) as client:
+            assert (await client.read_line()).startswith(b"* OK")
+            await client.send(b"a STARTTLS\r\n" + line + b"\r\n")
+            assert (await client.read_line()).startswith(b"a OK")
+            await client.start_tls(proxy.ssl_context())  # fails on unread plaintext
+            after = await client.command(b"c", b"CAPABILITY")
+            assert not [response for response in after if response.startswith(b"b ")]
+            caps = caps_of(after[0])
+            assert "AUTH=PLAIN" in caps  # still not logged in
+            refused = await client.command(b"d", b"SELECT INBOX")
+            assert tagged_status(refused) == b"BAD"
+            assert not [response for response in refused if response.startswith(b"b ")]
+
+
+async def test_plaintext_login_refused_before_starttls(proxy, shared_user) -> None:
+    """On the STARTTLS listener nothing reveals credentials before TLS, even from
+    loopback (where Dovecot itself would accept a plaintext LOGIN)."""
+    name, password = shared_user.name, shared_user.password
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await RawImap.connect("localhost", proxy.starttls_port) as client:
+            greeting = await client.read_line()
+            for caps in (
+                caps_of(greeting),
+                caps_of((await client.command(b"a", b"CAPABILITY"))[0]),
+            ):
+                assert "STARTTLS" in caps
+                assert "LOGINDISABLED" in caps
+                assert not [cap for cap in caps if cap.startswith("AUTH=")]
+            login = await client.command(b"b", b"LOGIN " + quote(name) + b" " + quote(password))
+            assert tagged_status(login) == b"NO [PRIVACYREQUIRED]"
+            ir = await client.command(b"c", b"AUTHENTICATE PLAIN " + plain(name, password))
+            assert tagged_status(ir) == b"NO [PRIVACYREQUIRED]"
+            assert tagged_status(await client.command(b"d", b"AUTHENTICATE PLAIN")) == (
+                b"NO [PRIVACYREQUIRED]"
+            )
+            # A literal for LOGIN is refused instead of "+": the password never leaves.
+            literal = await client.command(b"e", b"LOGIN {%d}" % len(name))
+            assert tagged_status(literal) == b"NO [PRIVACYREQUIRED]"
+            # The connection is still in sync and can upgrade and log in.
+            assert (await client.command(b"f", b"STARTTLS"))[-1].startswith(b"f OK")
+            await client.start_tls(proxy.ssl_context())
+            caps = caps_of((await client.command(b"g", b"CAPABILITY"))[0])
+            assert "AUTH=PLAIN" in caps
+            assert "STARTTLS" not in caps
+            assert "LOGINDISABLED" not in caps
+            login = await client.command(b"h", b"LOGIN " + quote(name) + b" " + quote(password))
+            assert tagged_status(login) == b"OK [CAPABILITY]"
+
+
+async def test_imaplib_login_without_starttls_refused(proxy, shared_user) -> None:
+    def run() -> str:
+        with imaplib.IMAP4("localhost", proxy.starttls_port, timeout=10) as imap:
+            try:
+                imap.login(shared_user.name, shared_user.password)
+            except imaplib.IMAP4.error as exc:
+                return str(exc)
+            return "logged in"
+
+    assert "PRIVACYREQUIRED" in await in_thread(run)
+
+
+# -- capabilities, ID, LOGOUT ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["LOGIN", "AUTHENTICATE"])
+async def test_capabilities_after_login(proxy, dovecot, shared_user, how) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await Endpoint.direct(dovecot, "implicit").raw_login(
+            shared_user.name, shared_user.password
+        ) as direct:
+            upstream = caps_of((await direct.command(b"a", b"CAPABILITY"))[0])
+        async with await Endpoint.via(proxy, "implicit").raw() as client:
+            before = caps_of((await client.command(b"a", b"CAPABILITY"))[0])
+            assert {"IMAP4rev1", "AUTH=PLAIN", "SASL-IR", "ID"} <= set(before)
+            assert "STARTTLS" not in before
+            assert "LOGINDISABLED" not in before
+            if how == "LOGIN":
+                text = b"LOGIN " + quote(shared_user.name) + b" " + quote(shared_user.password)
+            else:
+                text = b"AUTHENTICATE PLAIN " + plain(shared_user.name, shared_user.password)
+            ok = await client.command(b"b", text)
+            assert ok[:-1] == []  # no untagged CAPABILITY besides the code
+            in_ok = caps_of(ok[-1])
+            after = await client.command(b"c", b"CAPABILITY")
+            assert caps_of(after[0]) == in_ok
+    upper = [cap.upper() for cap in in_ok]
+    for name in NEVER_AFTER_LOGIN:
+        assert name not in upper
+    assert not [cap for cap in upper if cap.startswith(("AUTH=", "COMPRESS"))]
+    assert {"MOVE", "UIDPLUS", "IDLE", "NAMESPACE", "SPECIAL-USE"} <= set(upper)
+    # Exactly Dovecot's relayable capabilities, in Dovecot's order, plus the proxy's own.
+    assert in_ok == [*[cap for cap in upstream if is_relayable(cap)], "LITERAL+", "ID"]
+
+
+async def test_id_is_answered_by_the_proxy(proxy, dovecot, shared_user) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await Endpoint.direct(dovecot, "implicit").raw() as direct:
+            dovecot_id = (await direct.command(b"a", b'ID ("name" "raw")'))[0]
+        assert b'"Dovecot"' in dovecot_id
+        async with await Endpoint.via(proxy, "implicit").raw() as client:
+            before = await client.command(b"a", b'ID ("name" "raw" "version" "1")')
+            assert before[0].startswith(b'* ID ("name" "imapproxy" "version" ')
+            assert tagged_status(before) == b"OK"
+            login = b"LOGIN " + quote(shared_user.name) + b" " + quote(shared_user.password)
+            assert tagged_status(await client.command(b"b", login)) == b"OK [CAPABILITY]"
+            after = await client.command(b"c", b"ID NIL")
+            assert after[0] == before[0]
+            assert tagged_status(after) == b"OK"
+
+
+async def test_logout(proxy, dovecot, shared_user) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await login(proxy, shared_user) as client:
+            assert tagged_status(await client.command(b"a", b"EXAMINE INBOX")) == b"OK [READ-ONLY]"
+            bye = await client.command(b"z", b"LOGOUT")
+            assert bye[0].startswith(b"* BYE")
+            assert tagged_status(bye) == b"OK"
+            assert await client.read_to_eof() == b""
+        async with await Endpoint.via(proxy, "implicit").raw() as client:  # before login too
+            bye = await client.command(b"z", b"LOGOUT")
+            assert bye[0].startswith(b"* BYE")
+            assert tagged_status(bye) == b"OK"
+            assert await client.read_to_eof() == b""
+
+
+# -- refusals instead of "+" -------------------------------------------------------------------
+
+
+async def test_append_to_missing_mailbox(proxy, dovecot, mail_user) -> None:
+    """Dovecot's NO [TRYCREATE] reaches the client instead of "+": a client that
+    waits never sends the message."""
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await Endpoint.direct(dovecot, "implicit").raw_login(
+            mail_user.name, mail_user.password
+        ) as direct:
+            expected = await direct.command(b"a", b"APPEND Nope {5}")
+        assert tagged_status(expected) == b"NO [TRYCREATE]"
+        async with await login(proxy, mail_user) as client:
+            refused = await client.command(b"a", b"APPEND Nope {5}")  # fails on "+"
+            # (Not the text: Dovecot names the wrong mailbox in a user's first error.)
+            assert tagged_status(refused) == tagged_status(expected)
+            # In sync: nothing of the message is expected, the next command works.
+            assert tagged_status(await client.command(b"b", b"NOOP")) == b"OK"
+            big = await client.command(b"c", b"APPEND Nope (\\Seen) {10485760}")
+            assert tagged_status(big) == b"NO [TRYCREATE]"
+            # LITERAL+: the client sent the data anyway; it is drained, never a command.
+            await client.send(b"d APPEND Nope {10+}\r\ne LOGOUT\r\n\r\n")
+            assert tagged_status(await client.read_until_tagged(b"d")) == b"NO [TRYCREATE]"
+            after = await client.command(b"f", b"NOOP")
+            assert [line for line in after if line.startswith(b"e ")] == []
+            assert tagged_status(after) == b"OK"
+
+    def with_imaplib() -> tuple[str, list[bytes]]:
+        with Endpoint.via(proxy, "starttls").imaplib() as imap:
+            imap.login(mail_user.name, mail_user.password)
+            return imap.append("Nope", None, None, b"Subject: x\r\n\r\nhello\r\n")
+
+    status, data = await in_thread(with_imaplib)
+    assert status == "NO"
+    assert data[0].startswith(b"[TRYCREATE]")
+
+
+async def test_literal_over_the_limit(make_proxy, mail_user) -> None:
+    proxy = await make_proxy(limits={"max_literal": 1024 * 1024})
+    # Literal data that would be a stream of commands if the proxy ever read it as such.
+    data = b"x NOOP\r\n" * (2 * 1024 * 1024 // 8)
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await login(proxy, mail_user) as client:
+            refused = await client.command(b"a", b"APPEND INBOX {%d}" % len(data))
+            assert tagged_status(refused) == b"NO [TOOBIG]"
+            assert tagged_status(await client.command(b"b", b"NOOP")) == b"OK"
+            await client.send(b"c APPEND INBOX {%d+}\r\n" % len(data) + data + b"\r\n")
+            assert tagged_status(await client.read_until_tagged(b"c")) == b"BAD [TOOBIG]"
+            after = await client.command(b"d", b"NOOP")
+            assert after == [after[-1]]
+            assert tagged_status(after) == b"OK"
+            # Under the limit, APPEND goes through.
+            small = b"Subject: fits\r\n\r\n" + b"y" * 500_000 + b"\r\n"
+            await client.send(b"e APPEND INBOX {%d}\r\n" % len(small))
+            assert (await client.read_line()).startswith(b"+")
+            await client.send(small + b"\r\n")
+            assert tagged_status(await client.read_until_tagged(b"e")) == b"OK [APPENDUID]"
+
+    def with_imaplib() -> tuple[str, list[bytes]]:
+        with Endpoint.via(proxy, "implicit").imaplib() as imap:
+            imap.login(mail_user.name, mail_user.password)
+            return imap.append("INBOX", None, None, data)
+
+    status, reply = await in_thread(with_imaplib)
+    assert status == "NO"
+    assert reply[0].startswith(b"[TOOBIG]")
+
+
+@pytest.mark.parametrize("stage", ["before login", "after login"])
+async def test_line_over_the_limit(make_proxy, shared_user, stage) -> None:
+    proxy = await make_proxy(limits={"max_line": 4096})
+    with trio.fail_after(TEST_TIMEOUT):
+        if stage == "after login":
+            client = await login(proxy, shared_user)
+            assert tagged_status(await client.command(b"x", b"EXAMINE INBOX")) == b"OK [READ-ONLY]"
+            command = b'SEARCH SUBJECT "%s"'
+        else:
+            client = await Endpoint.via(proxy, "implicit").raw()
+            command = b'ID ("x" "%s")'
+        async with client:
+            fits = await client.command(b"a", command % (b"x" * 4000))
+            assert tagged_status(fits) == b"OK", fits
+            await client.send(b"b " + command % (b"x" * 5000) + b"\r\n")
+            rest = await client.read_to_eof()
+            lines = rest.split(b"\r\n")
+            assert lines[0].startswith(b"* BYE"), rest[:200]
+            assert lines[1:] == [b""]
+
+
+# -- timeouts and pipelining ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("listener", ["implicit", "starttls"])
+async def test_preauth_timeout(make_proxy, listener) -> None:
+    proxy = await make_proxy(timeouts={"preauth": 1})
+    with trio.fail_after(10):
+        async with await RawImap.connect("localhost", proxy.port(listener)) as client:
+            if listener == "implicit":
+                await client.start_tls(proxy.ssl_context())
+            assert (await client.read_line()).startswith(b"* OK")
+            rest = await client.read_to_eof()
+    assert rest.startswith(b"* BYE")
+    assert rest.count(b"\r\n") == 1
+
+
+async def test_two_hundred_pipelined_commands(proxy, shared_user) -> None:
+    commands = []
+    for i in range(200):
+        tag = b"q%03d" % i
+        if i % 3 == 0:
+            commands.append(tag + b" NOOP\r\n")
+        elif i % 3 == 1:
+            commands.append(tag + b" UID FETCH %d (FLAGS)\r\n" % (i % 50 + 1))
+        else:
+            commands.append(tag + b" STATUS Archive (MESSAGES UIDNEXT)\r\n")
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await login(proxy, shared_user) as client:
+            assert tagged_status(await client.command(b"x", b"EXAMINE INBOX")) == b"OK [READ-ONLY]"
+            await client.send(b"".join(commands))
+            tagged: list[bytes] = []
+            untagged: list[bytes] = []
+            while len(tagged) < 200:
+                response = await client.read_response()
+                (untagged if response.startswith(b"*") else tagged).append(response)
+            # Nothing else is pending: the next command's answer is the next thing.
+            assert tagged_status(await client.command(b"y", b"NOOP")) == b"OK"
+    tags = [response.split(b" ", 1)[0] for response in tagged]
+    assert sorted(tags) == [b"q%03d" % i for i in range(200)]
+    assert all(response.split(b" ")[1] == b"OK" for response in tagged)
+    fetches = [response for response in untagged if b" FETCH (" in response]
+    assert len(fetches) == len([c for c in commands if b"UID FETCH" in c])
+    statuses = [response for response in untagged if response.startswith(b"* STATUS")]
+    assert set(statuses) == {b"* STATUS Archive (MESSAGES 8 UIDNEXT 9)\r\n"}
+    assert len(statuses) == 66
+
+
+async def test_client_tags_that_look_like_upstream_tags(proxy, shared_user) -> None:
+    """The proxy's upstream tags are P1, P2, ...; a client using the same tags (and
+    reusing them) gets exactly its own completions."""
+    with trio.fail_after(TEST_TIMEOUT):
+        client = await Endpoint.via(proxy, "implicit").raw()
+        async with client:
+            login = b"LOGIN " + quote(shared_user.name) + b" " + quote(shared_user.password)
+            assert tagged_status(await client.command(b"P1", login)) == b"OK [CAPABILITY]"
+            await client.send(
+                b"P1 EXAMINE INBOX\r\nP2 NOOP\r\nP3 UID FETCH 2 (UID)\r\nP1 NOOP\r\nP0 NOOP\r\n"
+            )
+            tagged: list[bytes] = []
+            untagged: list[bytes] = []
+            while len(tagged) < 5:
+                response = await client.read_response()
+                (untagged if response.startswith(b"*") else tagged).append(response)
+            # Dovecot may run the pipelined NOOPs and the FETCH concurrently: the
+            # completions are checked as a multiset, the FETCH data once.
+            assert sorted(line.split(b" ", 2)[:2] for line in tagged) == [
+                [b"P0", b"OK"],
+                [b"P1", b"OK"],
+                [b"P1", b"OK"],
+                [b"P2", b"OK"],
+                [b"P3", b"OK"],
+            ]
+            assert tagged[0].startswith(b"P1 OK [READ-ONLY]")
+            assert untagged.count(b"* 2 FETCH (UID 2)\r\n") == 1
+            assert tagged_status(await client.command(b"P4", b"NOOP")) == b"OK"
+
+
+async def test_client_tags_never_reach_the_upstream(make_proxy, dovecot, shared_user, nursery):
+    """Seen on a plaintext upstream leg through a recording relay: every command
+    Dovecot gets carries one of the proxy's tags."""
+    relay = Relay(dovecot.imap_port)
+    await nursery.start(relay.serve)
+    proxy = await make_proxy(upstream=relay.upstream_table(dovecot, tls="none"))
+    with trio.fail_after(TEST_TIMEOUT):
+        client = await Endpoint.via(proxy, "implicit").raw()
+        async with client:
+            login = b"LOGIN " + quote(shared_user.name) + b" " + quote(shared_user.password)
+            assert tagged_status(await client.command(b"cli.1", login)) == b"OK [CAPABILITY]"
+            assert tagged_status(await client.command(b"cli.2", b"EXAMINE INBOX")) == (
+                b"OK [READ-ONLY]"
+            )
+            assert tagged_status(await client.command(b"P1", b"UID FETCH 1 (FLAGS)")) == b"OK"
+            await client.send(b"cli.3 IDLE\r\n")
+            assert (await client.read_line()).startswith(b"+")
+            await client.send(b"DONE\r\n")
+            assert tagged_status(await client.read_until_tagged(b"cli.3")) == b"OK"
+            await client.command(b"cli.4", b"LOGOUT")
+    sent = bytes(relay.sent_upstream)
+    assert b"cli." not in sent
+    lines = [line for line in sent.split(b"\r\n") if line and line != b"DONE"]
+    tags = [line.split(b" ", 1)[0] for line in lines]
+    assert tags
+    assert all(tag.startswith(b"P") and tag[1:].isdigit() for tag in tags), lines
+    assert len(set(tags)) == len(tags)  # fresh ones, never reused
+    assert b" EXAMINE INBOX" in sent
+    assert b" UID FETCH 1 (FLAGS)" in sent
+
+
+# -- upstream trouble -----------------------------------------------------------------------------
+
+
+async def test_upstream_down(make_proxy, dovecot, shared_user) -> None:
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    table = dovecot_upstream(dovecot)
+    table["address"] = f"127.0.0.1:{port}"
+    proxy = await make_proxy(upstream=table)
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await Endpoint.via(proxy, "implicit").raw() as client:
+            login = b"LOGIN " + quote(shared_user.name) + b" " + quote(shared_user.password)
+            assert tagged_status(await client.command(b"a", login)) == b"NO [UNAVAILABLE]"
+            sasl = b"AUTHENTICATE PLAIN " + plain(shared_user.name, shared_user.password)
+            assert tagged_status(await client.command(b"b", sasl)) == b"NO [UNAVAILABLE]"
+            bye = await client.command(b"c", b"LOGOUT")
+            assert bye[0].startswith(b"* BYE")
+
+
+@pytest.mark.parametrize("verify", [True, False])
+async def test_upstream_certificate_not_trusted(make_proxy, dovecot, shared_user, verify) -> None:
+    """Without ``ca`` the upstream is checked against the system store, which does
+    not know the test CA: the login is refused. ``verify = false`` is the explicit
+    opt-out, and then it works."""
+    table = dovecot_upstream(dovecot)
+    del table["ca"]
+    if not verify:
+        table["verify"] = False
+    proxy = await make_proxy(upstream=table)
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await Endpoint.via(proxy, "implicit").raw() as client:
+            login = b"LOGIN " + quote(shared_user.name) + b" " + quote(shared_user.password)
+            status = tagged_status(await client.command(b"a", login))
+    assert status == (b"NO [UNAVAILABLE]" if verify else b"OK [CAPABILITY]")
+
+
+@pytest.mark.parametrize("during", ["quiet", "idle", "pipelined"])
+async def test_upstream_cut_mid_session(make_proxy, dovecot, mail_user, nursery, during) -> None:
+    """The upstream connection dies (here: the relay in between closes it): the
+    client gets a BYE as the last thing, then the connection closes."""
+    relay = Relay(dovecot.imaps_port)
+    await nursery.start(relay.serve)
+    proxy = await make_proxy(upstream=relay.upstream_table(dovecot))
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await login(proxy, mail_user) as client:
+            assert tagged_status(await client.command(b"a", b"SELECT INBOX")) == b"OK [READ-WRITE]"
+            assert relay.connections == 1
+            if during == "idle":
+                await client.send(b"b IDLE\r\n")
+                assert (await client.read_line()).startswith(b"+")
+            elif during == "pipelined":  # the cut races the NOOP's completion: BYE either way
+                await client.send(b"b IDLE\r\n")
+                assert (await client.read_line()).startswith(b"+")
+                await client.send(b"DONE\r\nc NOOP\r\n")
+                await client.read_until_tagged(b"b")
+            relay.cut()
+            rest = await client.read_to_eof()
+    bye = rest.rfind(b"* BYE ")
+    assert bye >= 0, rest[-200:]
+    assert rest.endswith(b"\r\n")
+    assert rest[bye:].count(b"\r\n") == 1  # the BYE is the last thing sent
+
+
+async def test_upstream_cut_mid_literal(make_proxy, dovecot, shared_user, nursery) -> None:
+    """Cut while the 4 MB body of a FETCH is being relayed: a BYE now would read as
+    message data, so the connection just closes (docs/proxy.md, "Ends"); the
+    client saw fewer octets than announced and can tell the response is broken."""
+    relay = Relay(dovecot.imaps_port)
+    await nursery.start(relay.serve)
+    proxy = await make_proxy(upstream=relay.upstream_table(dovecot))
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await login(proxy, shared_user) as client:
+            assert tagged_status(await client.command(b"a", b"EXAMINE INBOX")) == b"OK [READ-ONLY]"
+            await client.send(b"b UID FETCH 32 (BODY.PEEK[])\r\n")
+            first = await client.read_line()  # the client reads no further until the cut
+            assert first.endswith(b" BODY[] {4306112}\r\n"), first
+            relay.cut()
+            rest = await client.read_to_eof()
+    if len(rest) < 4306112:
+        assert b"* BYE " not in rest[-100:]
+    else:  # everything had already passed the relay: the normal end
+        assert rest.endswith(b"\r\n")
+        assert rest[rest.rfind(b"* BYE ") :].count(b"\r\n") == 1
