@@ -161,10 +161,12 @@ class RawImap:
 
 
 def tagged_status(responses: list[bytes]) -> bytes:
-    """``OK`` / ``NO`` / ``BAD`` (plus a response code, if any) of the last response:
-    ``b"NO [TRYCREATE]"``."""
+    """``OK`` / ``NO`` / ``BAD`` of the last response, plus the name of its response
+    code if it has one: ``b"NO [TRYCREATE]"``, ``b"OK [CAPABILITY]"``."""
     _, _, rest = responses[-1].partition(b" ")
     status, _, text = rest.partition(b" ")
     if text.startswith(b"["):
-        return status + b" " + text[: text.index(b"]") + 1]
+        code = re.match(rb"\[([^\] ]*)", text)
+        assert code is not None
+        return status + b" [" + code.group(1) + b"]"
     return status
