@@ -887,13 +887,18 @@ class ClientSession:
     async def _logout(self, tag: bytes) -> None:
         upstream = self.upstream
         assert upstream is not None
-        with trio.move_on_after(self.proxy.config.timeouts.upstream_response):
+        timeout = self.proxy.config.timeouts.upstream_response
+        with trio.move_on_after(timeout):
             while upstream.oldest is not None:
                 await upstream.oldest.done.wait()
-        await self.flush()
         self._logout_reply(tag)
         self.state = State.LOGOUT
         self._close_reason = "logout"
+        # Send the BYE from here, after the write in progress (the upstream reader's,
+        # with the last responses) has ended: the relay cancels the reader next, and a
+        # cancelled write would cut those responses short and lose the BYE.
+        with trio.move_on_after(timeout):
+            await self.flush()
 
     # -- Downstream: what the upstream sends ---------------------------------------------
 
