@@ -88,12 +88,12 @@ class RawImap:
 
     # -- receiving --------------------------------------------------------------------
 
-    async def _fill(self) -> bool:
-        """Read more into the buffer; False at EOF."""
+    async def _fill(self, size: int = _RECEIVE) -> bool:
+        """Read more (at most ``size`` octets) into the buffer; False at EOF."""
         if self.eof:
             return False
         try:
-            data = await self.stream.receive_some(_RECEIVE)
+            data = await self.stream.receive_some(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:
@@ -151,9 +151,10 @@ class RawImap:
         await self.send(tag + b" " + text + b"\r\n")
         return await self.read_until_tagged(tag)
 
-    async def read_to_eof(self) -> bytes:
-        """Everything until the server closes the connection."""
-        while await self._fill():
+    async def read_to_eof(self, chunk: int = _RECEIVE) -> bytes:
+        """Everything until the server closes the connection, read ``chunk`` octets
+        at a time (small chunks make a slow reader: the server's sends block)."""
+        while await self._fill(chunk):
             pass
         data = bytes(self._buf)
         self._buf.clear()

@@ -441,6 +441,31 @@ async def test_logout(proxy, dovecot, shared_user) -> None:
             assert await client.read_to_eof() == b""
 
 
+async def test_logout_pipelined_behind_a_large_fetch(proxy, dovecot, shared_user) -> None:
+    """LOGOUT is answered after the commands in flight: the client gets all of the
+    FETCH, its completion, the BYE and LOGOUT's OK, like from Dovecot directly."""
+    pipelined = b"e UID FETCH 29:32 (BODY.PEEK[])\r\nz LOGOUT\r\n"
+    with trio.fail_after(TEST_TIMEOUT):
+        async with await Endpoint.direct(dovecot, "implicit").raw_login(
+            shared_user.name, shared_user.password
+        ) as direct:
+            await direct.command(b"a", b"EXAMINE INBOX")
+            await direct.send(pipelined)
+            expected = scrub(await direct.read_to_eof())
+        async with await login(proxy, shared_user) as client:
+            await client.command(b"a", b"EXAMINE INBOX")
+            await client.send(pipelined)
+            # A slow reader: the proxy's writes block, also the one that carries the
+            # FETCH's completion, while the LOGOUT is processed.
+            received = scrub(await client.read_to_eof(chunk=4096))
+    # Everything up to the BYE is Dovecot's (the proxy words LOGOUT's OK itself).
+    head, bye, tail = received.partition(b"* BYE ")
+    assert len(head) > 5_000_000
+    assert head == expected.partition(b"* BYE ")[0]
+    assert head.endswith(b"\r\ne OK Fetch completed.\r\n")
+    assert bye + tail == b"* BYE Logging out\r\nz OK Logout completed\r\n"
+
+
 # -- refusals instead of "+" -------------------------------------------------------------------
 
 
