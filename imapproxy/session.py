@@ -40,6 +40,7 @@ import base64
 import binascii
 import contextlib
 import itertools
+import re
 import ssl
 from dataclasses import dataclass
 from enum import Enum
@@ -52,6 +53,7 @@ from imapproxy import __version__
 from imapproxy.logs import get_logger
 from imapproxy.mailbox import SelectedMailbox
 from imapproxy.tls import describe
+from imapproxy.tlsstream import start_tls
 from imapproxy.upstream import Credentials, Request, UpstreamConnection, UpstreamError
 from imapproxy.wire import (
     NEED_DATA,
@@ -71,7 +73,7 @@ from imapproxy.wire import (
 )
 from imapproxy.wire.commands import AuthenticateArgs, IdArgs, LoginArgs, SelectArgs
 from imapproxy.wire.reader import ParseError
-from imapproxy.wire.responses import CapabilityData, IdData, Kind
+from imapproxy.wire.responses import CapabilityData, EsearchData, IdData, Kind
 from imapproxy.wire.values import Secret
 
 if TYPE_CHECKING:
@@ -196,7 +198,15 @@ class ClientSession:
     async def flush(self) -> None:
         if not self._out:
             return
-        async with self._write_lock:
+        # Cancelled before the buffer is taken, so that a cancelled flush leaves
+        # the output for the next one (the BYE path flushes again).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        lock = self._write_lock
+        try:
+            lock.acquire_nowait()  # the common case, without a scheduler pass
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             out, self._out = self._out, []
             size, self._out_size = self._out_size, 0
             if not out:
@@ -208,6 +218,8 @@ class ClientSession:
                 self._close_reason = "client connection lost"
                 raise _Closed from None
             self.bytes_out += size
+        finally:
+            lock.release()
 
     async def send(self, data: bytes) -> None:
         self.write(data)
@@ -339,10 +351,9 @@ class ClientSession:
     async def _start_tls(self) -> None:
         ctx = self.proxy.server_ssl
         assert ctx is not None
-        tls = trio.SSLStream(self._stream, ctx, server_side=True)
         try:
             with trio.fail_after(self.proxy.config.timeouts.tls_handshake):
-                await tls.do_handshake()
+                tls = await start_tls(self._stream, ctx, server_side=True)
         except trio.TooSlowError:
             self._close_reason = "TLS handshake timeout"
             raise _Closed from None
@@ -958,10 +969,33 @@ class ClientSession:
         elif name == "BYE":
             self._bye_sent = True
             self._close_reason = "upstream said BYE"
+        elif name == "ESEARCH":
+            self.write(self._esearch_line(response))
+            return
         if response.is_status:
             self.write(self._status_line(b"*", name, response))
         else:
             self.write(response.frame.raw)
+
+    def _esearch_line(self, response: Response) -> bytes:
+        """An ESEARCH response with the client's tag in its correlator.
+
+        ``(TAG "P7")`` names the command that asked (RFC 4731); the upstream saw the
+        proxy's tag, so it is mapped back like a tagged response's. An ESEARCH for no
+        request in flight (a CONTEXT=SEARCH update, RFC 5267) is passed as it is.
+        """
+        raw = response.frame.raw
+        try:
+            data = response.data
+        except ParseError:
+            return raw
+        if not isinstance(data, EsearchData) or data.tag is None or self.upstream is None:
+            return raw
+        request = self.upstream.pending(data.tag)
+        match = _ESEARCH_TAG.match(raw)
+        if request is None or request.client_tag is None or match is None:
+            return raw
+        return raw[: match.start(1)] + b'"' + request.client_tag + b'"' + raw[match.end(1) :]
 
     def _completed(self, request: Request, response: Response) -> None:
         name = request.name
@@ -1000,6 +1034,10 @@ class ClientSession:
         if code == "REFERRAL":
             return b"%s %s %s\r\n" % (tag, status.encode(), condition.text or b"Done")
         return raw
+
+
+#: The tag-string of an ESEARCH response's correlator (quoted, or an atom).
+_ESEARCH_TAG = re.compile(rb'\* ESEARCH \(TAG ("[^"\\]*"|[^ ()"]+)', re.IGNORECASE)
 
 
 def _clean(text: str) -> bytes:

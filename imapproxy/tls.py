@@ -11,8 +11,7 @@ opt-out.
 from __future__ import annotations
 
 import ssl
-
-import trio
+from typing import Protocol
 
 from imapproxy.config import ServerTls, Upstream
 
@@ -50,7 +49,12 @@ def client_context(upstream: Upstream) -> ssl.SSLContext:
     return ctx
 
 
-def describe(stream: trio.SSLStream[trio.abc.Stream]) -> dict[str, str]:
+class _TlsInfo(Protocol):
+    def version(self) -> str | None: ...
+    def cipher(self) -> tuple[str, str, int] | None: ...
+
+
+def describe(stream: _TlsInfo) -> dict[str, str]:
     """TLS version and cipher of an established connection, for log lines."""
     cipher = stream.cipher()
     return {"tls_version": stream.version() or "", "tls_cipher": cipher[0] if cipher else ""}

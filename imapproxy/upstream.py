@@ -48,6 +48,7 @@ from imapproxy.capabilities import is_hop_by_hop
 from imapproxy.config import Timeouts, Upstream
 from imapproxy.logs import get_logger
 from imapproxy.tls import describe
+from imapproxy.tlsstream import TlsStream, start_tls
 from imapproxy.wire import (
     NEED_DATA,
     EndOfStream,
@@ -222,7 +223,7 @@ class UpstreamConnection:
         return conn
 
     def _record_tls(self) -> None:
-        if isinstance(self._stream, trio.SSLStream):
+        if isinstance(self._stream, TlsStream | trio.SSLStream):
             self.tls = describe(self._stream)
 
     async def _greeting(self) -> None:
@@ -440,6 +441,10 @@ class UpstreamConnection:
     def oldest(self) -> Request | None:
         return self._order[0] if self._order else None
 
+    def pending(self, tag: bytes) -> Request | None:
+        """The request in flight under the upstream tag ``tag`` (None: unknown or done)."""
+        return self._pending.get(tag)
+
     async def begin_writing(self, request: Request) -> None:
         """Claim the wire for ``request``'s command (written across several awaits,
         until :meth:`end_writing`); waits while another command is half-written."""
@@ -625,16 +630,13 @@ class UpstreamConnection:
 
 async def _handshake(
     stream: trio.abc.Stream, ctx: ssl.SSLContext, server_name: str, timeouts: Timeouts
-) -> trio.SSLStream[trio.abc.Stream]:
-    tls = trio.SSLStream(stream, ctx, server_hostname=server_name)
+) -> trio.abc.Stream:
     try:
         with trio.fail_after(timeouts.tls_handshake):
-            await tls.do_handshake()
+            tls = await start_tls(stream, ctx, server_side=False, server_hostname=server_name)
     except trio.TooSlowError:
-        await trio.aclose_forcefully(stream)
         raise UpstreamError("TLS handshake with upstream timed out") from None
     except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-        await trio.aclose_forcefully(stream)
         cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
         raise UpstreamError(f"TLS handshake with upstream failed: {_reason(cause)}") from None
     return tls
