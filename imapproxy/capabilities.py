@@ -7,7 +7,11 @@ or *end-to-end* -- it describes what the mailbox server can do (MOVE, CONDSTORE,
 SPECIAL-USE, ...) -- and then the client sees it when the upstream has it and the
 proxy can relay it. The second list is an allow-list: an extension the proxy does
 not know is removed from CAPABILITY rather than half-passed, because its commands
-or responses might carry state the proxy does not track.
+or responses might carry state the proxy does not track. Some known ones are left
+out on purpose because they name command tags after the command completed, which
+the proxy's tag mapping cannot follow: CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267:
+updates under the search's tag, CANCELUPDATE naming it) and INPROGRESS (RFC 9585:
+``[INPROGRESS ("tag" ...)]``).
 
 :class:`ClientCapabilities` gives what a client is shown in each state.
 """
@@ -89,11 +93,8 @@ RELAYABLE = frozenset(
         "APPENDLIMIT",
         "REPLACE",
         "PARTIAL",
-        "INPROGRESS",
         "UIDONLY",
         "MESSAGELIMIT",
-        "CONTEXT=SEARCH",
-        "CONTEXT=SORT",
     }
 )
 #: Families of end-to-end capabilities, relayable whatever their parameter.

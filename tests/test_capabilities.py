@@ -86,11 +86,8 @@ END_TO_END = [
     "APPENDLIMIT",
     "REPLACE",
     "PARTIAL",
-    "INPROGRESS",
     "UIDONLY",
     "MESSAGELIMIT",
-    "CONTEXT=SEARCH",
-    "CONTEXT=SORT",
 ]
 
 #: Families of end-to-end capabilities, relayable whatever their parameter.
@@ -121,6 +118,10 @@ UNKNOWN = [
     "UTF8=ONLY",
     "SNIPPET=OTHER",
     "CONTEXT=OTHER",
+    # Known, but they name command tags after completion (tag mapping cannot follow).
+    "CONTEXT=SEARCH",
+    "CONTEXT=SORT",
+    "INPROGRESS",
     "IMAP4",
     "",
 ]
@@ -219,7 +220,7 @@ def test_authenticated_dovecot() -> None:
             "IMAP4rev1 ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS "
             "THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
             "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT "
-            "SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW "
+            "SEARCHRES WITHIN LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW "
             "STATUS=SIZE SAVEDATE NOTIFY SPECIAL-USE QUOTA ACL RIGHTS=texk"
         ),
         "LITERAL+",
