@@ -464,6 +464,9 @@ async def test_capabilities_after_login(proxy, dovecot, shared_user, how) -> Non
         assert name not in upper
     assert not [cap for cap in upper if cap.startswith(("AUTH=", "COMPRESS"))]
     assert {"MOVE", "UIDPLUS", "IDLE", "NAMESPACE", "SPECIAL-USE"} <= set(upper)
+    # Withheld: they name command tags after completion, past the tag mapping.
+    assert "CONTEXT=SEARCH" in upstream
+    assert not {"CONTEXT=SEARCH", "CONTEXT=SORT"} & set(upper)
     # Exactly Dovecot's relayable capabilities, in Dovecot's order, plus the proxy's own.
     assert in_ok == [*[cap for cap in upstream if is_relayable(cap)], "LITERAL+", "ID"]
 
@@ -560,9 +563,9 @@ async def test_esearch_correlator_names_the_client_tag(proxy, dovecot, shared_us
 
 @pytest.mark.xfail(
     strict=True,
-    reason="CONTEXT=SEARCH (RFC 5267) is relayed, but its updates come after the SEARCH "
-    "completed, under the upstream tag, and CANCELUPDATE names the client's tag: "
-    "the proxy maps neither",
+    reason="CONTEXT=SEARCH (RFC 5267) updates come after the SEARCH completed, under the "
+    "upstream tag, and CANCELUPDATE names the client's tag: the proxy maps neither, so it "
+    "withholds CONTEXT=SEARCH from CAPABILITY (a client that uses it anyway gets this)",
 )
 async def test_context_search_updates(proxy, dovecot, twin_users) -> None:
     async def updates(client: RawImap) -> Any:
