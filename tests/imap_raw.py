@@ -18,6 +18,7 @@ close_notify (what the proxy does) counts as EOF.
 
 from __future__ import annotations
 
+import base64
 import re
 import ssl
 from types import TracebackType
@@ -25,7 +26,7 @@ from typing import Self
 
 import trio
 
-__all__ = ["RawImap", "tagged_status"]
+__all__ = ["RawImap", "caps_of", "plain", "tagged_status"]
 
 _LITERAL_AT_END = re.compile(rb"~?\{(\d+)\}\r\n\Z")
 _RECEIVE = 256 * 1024
@@ -171,3 +172,17 @@ def tagged_status(responses: list[bytes]) -> bytes:
         assert code is not None
         return status + b" [" + code.group(1) + b"]"
     return status
+
+
+def caps_of(line: bytes) -> list[str]:
+    """The capability names of ``* CAPABILITY ...`` or of a ``[CAPABILITY ...]`` code."""
+    text = line.decode().strip()
+    if "[CAPABILITY " in text:
+        return text.split("[CAPABILITY ", 1)[1].split("]", 1)[0].split()
+    assert text.startswith("* CAPABILITY "), text
+    return text.split()[2:]
+
+
+def plain(user: str, password: str, authzid: str = "") -> bytes:
+    """The base64 SASL PLAIN message (RFC 4616) for AUTHENTICATE."""
+    return base64.b64encode(f"{authzid}\0{user}\0{password}".encode())

@@ -92,7 +92,7 @@ def compare(direct: dict[str, Any], proxied: dict[str, Any]) -> None:
         assert scrub(proxied[key]) == scrub(direct[key]), key
 
 
-# -- reads: the shared corpus user ------------------------------------------------------
+# -- reads: the shared corpus user ---------------------------------------------------------
 
 
 def read_imapclient(endpoint: Endpoint, user: User) -> dict[str, Any]:
@@ -220,7 +220,7 @@ async def test_read_session_imaplib(proxy, dovecot, shared_user, listener) -> No
     assert proxied["logout"][0] == "BYE"
 
 
-# -- writes: a fresh user per side --------------------------------------------------------
+# -- writes: a fresh user per side ---------------------------------------------------------
 
 
 def write_imapclient(endpoint: Endpoint, user: User) -> dict[str, Any]:
