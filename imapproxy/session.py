@@ -732,6 +732,11 @@ class ClientSession:
             await self._send_region(forward, frame)
             return
         self._cmd = None
+        if self._idle is not None and frame.raw.rstrip(b"\r\n").upper() == b"DONE":
+            # DONE sent with IDLE, before the server's "+" (which clients should
+            # wait for; servers accept it): it ends the IDLE all the same.
+            await self._plain_in_idle(frame)
+            return
         command = self._check(frame)
         if command is None or await self._local(command):
             return

@@ -722,3 +722,21 @@ async def test_failed_logins_are_delayed_per_user_and_ip(env) -> None:
         other, line = await attempt(b"bob", b"OK")
         assert line.startswith(b"L OK ")
         assert other < 2 * base
+
+
+async def test_done_pipelined_with_idle_ends_it(env) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        client, conn = await env.logged_in()
+        await client.send(b"a IDLE\r\nDONE\r\nb NOOP\r\n")
+        tag, name, _ = await conn.read_command()
+        assert name == b"IDLE"
+        assert await conn.read_line() == b"DONE\r\n"
+        await conn.send(b"+ idling\r\n" + tag + b" OK IDLE terminated\r\n")
+        tag2, name, _ = await conn.read_command()
+        assert name == b"NOOP"  # read as a command, not as a DONE line
+        await conn.send(tag2 + b" OK NOOP completed\r\n")
+        assert await client.read_response(b"b") == [
+            b"+ idling\r\n",
+            b"a OK IDLE terminated\r\n",
+            b"b OK NOOP completed\r\n",
+        ]
