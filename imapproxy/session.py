@@ -173,7 +173,7 @@ class ClientSession:
         self._out: list[bytes | memoryview] = []
         self._out_size = 0
         self._write_lock = trio.Lock()
-        self._read_timeout: float = proxy.config.timeouts.idle
+        self._last_input = self.started
         self._cmd: _Forward | None = None
         self._idle: Request | None = None
         self._selecting: dict[Request, SelectedMailbox] = {}
@@ -246,19 +246,13 @@ class ClientSession:
             if event is not NEED_DATA:
                 return event
             await self.flush()
-            with trio.move_on_after(self._read_timeout) as scope:
-                try:
-                    data = await self._stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    data = b""
-            if scope.cancelled_caught:
-                if self.state is State.NOT_AUTHENTICATED:
-                    self._close_reason = "login timeout"
-                    self._bye("Autologout; too long without logging in")
-                else:
-                    self._close_reason = "idle timeout"
-                    self._bye("Autologout; idle for too long")
-                raise _Closed
+            # No timeout here (a cancel scope per read costs a tenth of a round
+            # trip): the pre-auth phase has its deadline, the relay its watchdog.
+            try:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                data = b""
+            self._last_input = trio.current_time()
             if data:
                 self.bytes_in += len(data)
                 framer.receive_data(data)
@@ -293,7 +287,6 @@ class ClientSession:
             await self._start_tls()
         caps = self._preauth_capabilities()
         self.write(b"* OK [CAPABILITY " + " ".join(caps).encode() + b"] imapproxy ready\r\n")
-        self._read_timeout = self.proxy.config.timeouts.preauth
         with trio.move_on_after(self.proxy.config.timeouts.preauth) as deadline:
             while self.state is State.NOT_AUTHENTICATED:
                 await self._preauth_event(await self._event())
@@ -303,7 +296,6 @@ class ClientSession:
             return
         if self.state is State.LOGOUT:
             return
-        self._read_timeout = self.proxy.config.timeouts.idle
         self._framer.max_literal = self.proxy.config.limits.max_literal
         await self._relay()
 
@@ -658,21 +650,28 @@ class ClientSession:
         scope.cancel()
 
     async def _watchdog(self, scope: trio.CancelScope) -> None:
-        """BYE when the upstream is silent too long while a command waits on it."""
+        """End the relay when the upstream is silent too long while a command waits
+        on it (``upstream_response``), or when the client sent nothing for ``idle``
+        seconds with nothing but an IDLE in flight (RFC 9051 autologout timer)."""
         upstream = self.upstream
         assert upstream is not None
-        limit = self.proxy.config.timeouts.upstream_response
+        timeouts = self.proxy.config.timeouts
+        limit, idle = timeouts.upstream_response, timeouts.idle
         while True:
-            await trio.sleep(min(limit / 4, 5.0))
-            oldest = upstream.oldest
-            if oldest is None or oldest is self._idle:
-                continue
+            await trio.sleep(min(limit / 4, idle / 4, 5.0))
             now = trio.current_time()
-            if now - max(upstream.last_receive, oldest.started) > limit:
-                self._close_reason = "upstream not responding"
-                log.warning("upstream error", error="not responding", command=oldest.name)
-                self._bye("Mail server not responding")
-                await upstream.aclose()
+            oldest = upstream.oldest
+            if oldest is not None and oldest is not self._idle:
+                if now - max(upstream.last_receive, oldest.started) > limit:
+                    self._close_reason = "upstream not responding"
+                    log.warning("upstream error", error="not responding", command=oldest.name)
+                    self._bye("Mail server not responding")
+                    await upstream.aclose()
+                    await self._end_relay(scope)
+                    return
+            elif now - self._last_input > idle:
+                self._close_reason = "idle timeout"
+                self._bye("Autologout; idle for too long")
                 await self._end_relay(scope)
                 return
 

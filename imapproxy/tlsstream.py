@@ -53,6 +53,7 @@ class TlsStream(trio.abc.Stream):
         self._sock = sock
         self._closed = False
         self._broken: BaseException | None = None
+        self._drained = False  # the last read returned less than asked
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "broken" if self._broken else "open"
@@ -91,7 +92,15 @@ class TlsStream(trio.abc.Stream):
         size = _DEFAULT_RECEIVE if max_bytes is None else max_bytes
         if size < 1:
             raise ValueError("max_bytes must be >= 1")
-        data = await self._io(self._recv, size)
+        waited = False
+        if self._drained and not self._sock.pending():
+            # The last read emptied the socket: wait before trying (a read now
+            # would almost always fail, one system call for nothing).
+            self._drained = False
+            await self._wait(trio.lowlevel.wait_readable)
+            waited = True
+        data = await self._io(self._recv, size, yield_after=not waited)
+        self._drained = 0 < len(data) < size
         if len(data) >= _GATHER_FROM and len(data) < size:
             parts = [data]
             total = len(data)
@@ -106,6 +115,7 @@ class TlsStream(trio.abc.Stream):
                 total += len(more)
             if len(parts) > 1:
                 data = b"".join(parts)
+            self._drained = total < size
         return data
 
     def _recv(self, size: int) -> bytes:
