@@ -130,6 +130,9 @@ class ClientCapabilities:
     mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
     #: ``LITERAL+`` (RFC 7888): the client may send literals without waiting.
     literal_plus: bool = True
+    #: The proxy's own cap on a literal (``limits.max_literal``): an upstream's
+    #: ``APPENDLIMIT=n`` above it is shown as this (RFC 7889).
+    max_literal: int | None = None
 
     def pre_auth(self, *, tls: bool, starttls_offered: bool) -> tuple[str, ...]:
         """Before login. Without TLS on a STARTTLS listener: STARTTLS and
@@ -153,12 +156,18 @@ class ClientCapabilities:
         first: dict[str, str] = {}
         for cap in upstream:
             first.setdefault(cap.upper(), cap)
-        relayed = [cap for cap in first.values() if is_relayable(cap)]
+        relayed = [self._clamped(cap) for cap in first.values() if is_relayable(cap)]
         if not any(cap.upper() == "IMAP4REV1" for cap in relayed):
             relayed.insert(0, "IMAP4rev1")
         else:
             relayed.sort(key=lambda cap: cap.upper() != "IMAP4REV1")
         return (*relayed, *self._literals(), "ID")
+
+    def _clamped(self, cap: str) -> str:
+        name, _, value = cap.partition("=")
+        if self.max_literal is None or name.upper() != "APPENDLIMIT" or not value.isdigit():
+            return cap
+        return f"{name}={min(int(value), self.max_literal)}"
 
     def _literals(self) -> tuple[str, ...]:
         return ("LITERAL+",) if self.literal_plus else ("LITERAL-",)

@@ -58,6 +58,7 @@ class ConnectionLimiter:
 class _Failures:
     count: int
     last: float
+    reserved: float = 0.0  # the next attempt may not start before this
 
 
 class LoginThrottle:
@@ -84,14 +85,29 @@ class LoginThrottle:
             return None
         return entry
 
+    def _wanted(self, count: int) -> float:
+        return min(self.maximum, self.base * math.pow(2, min(count - 1, 62)))
+
     def delay(self, user: str, ip: str, now: float) -> float:
         """Seconds the next login answer for (user, ip) must wait (0: none)."""
         entry = self._get((user, ip), now)
         if entry is None:
             return 0.0
-        exponent = min(entry.count - 1, 62)
-        wanted = min(self.maximum, self.base * math.pow(2, exponent))
-        return max(0.0, entry.last + wanted - now)
+        return max(0.0, entry.last + self._wanted(entry.count) - now)
+
+    def reserve(self, user: str, ip: str, now: float) -> float:
+        """Seconds a new login attempt for (user, ip) must wait before it is tried.
+
+        Attempts after failures are spaced by the current delay even when they
+        come in parallel (many connections at once): each one reserves the next
+        slot, so N connections do not buy N guesses per delay."""
+        entry = self._get((user, ip), now)
+        if entry is None:
+            return 0.0
+        wanted = self._wanted(entry.count)
+        at = max(now, entry.last + wanted, entry.reserved)
+        entry.reserved = at + wanted
+        return at - now
 
     def failed(self, user: str, ip: str, now: float) -> float:
         """Record a failure; returns the delay before answering it."""

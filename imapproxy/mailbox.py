@@ -120,7 +120,7 @@ class SelectedMailbox:
     def _fetch(self, response: Response) -> None:
         seq = response.number
         data = response.data
-        if seq is None or not isinstance(data, FetchData) or self.uids is None:
+        if seq is None or seq < 1 or not isinstance(data, FetchData) or self.uids is None:
             return
         uid = data.uid
         if uid is None:

@@ -68,7 +68,7 @@ class Proxy:
             limits.login_failure_max_delay,
             limits.login_failure_window,
         )
-        self.capabilities = ClientCapabilities()
+        self.capabilities = ClientCapabilities(max_literal=limits.max_literal)
         self.sessions: set[ClientSession] = set()
         self.listening: list[BoundListener] = []
         self._refusals: trio.Semaphore | None = None

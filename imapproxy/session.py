@@ -66,6 +66,7 @@ from imapproxy.wire import (
     FramePart,
     Framer,
     LiteralChunk,
+    LocalProtocolError,
     RemoteProtocolError,
     Response,
     Role,
@@ -101,14 +102,29 @@ _LOCAL_AFTER_LOGIN = frozenset(
         "UNAUTHENTICATE",
     }
 )
-#: ID fields a client may not set: the proxy vouches for them to trusted upstreams.
-_RESERVED_ID_PREFIXES = (
-    b"x-originating-",
-    b"x-connected-",
-    b"x-forward",
-    b"x-proxy-ttl",
-    b"x-session",
+#: The client's ID fields forwarded upstream: RFC 2971's standard ones only. Any
+#: ``x-`` field could be one the upstream trusts from a proxy (x-originating-ip,
+#: x-session-id, Dovecot's x-client-transport or x-multiplex), so none passes.
+_ID_FORWARDED = frozenset(
+    {
+        b"name",
+        b"version",
+        b"os",
+        b"os-version",
+        b"vendor",
+        b"support-url",
+        b"address",
+        b"date",
+        b"command",
+        b"arguments",
+        b"environment",
+    }
 )
+#: RFC 2971 limits: 30 pairs, values of 1024 octets.
+_ID_MAX_PAIRS = 30
+_ID_MAX_VALUE = 1024
+#: The longest user name accepted (the failed-login table is keyed on it).
+MAX_USER = 255
 
 
 class State(Enum):
@@ -174,12 +190,16 @@ class ClientSession:
         self._out_size = 0
         self._write_lock = trio.Lock()
         self._last_input = self.started
+        self._flush_started = self._flushed_at = self.started
         self._cmd: _Forward | None = None
         self._idle: Request | None = None
         self._selecting: dict[Request, SelectedMailbox] = {}
         self._slot = trio.Event()
         self._bye_sent = False
         self._mid_response = False
+        self._held: list[bytes | memoryview] = []
+        self._held_size = 0
+        self._response_ended = trio.Event()
         self._close_reason = "client closed the connection"
         self._scope: trio.CancelScope | None = None
         self._draining = False
@@ -191,7 +211,19 @@ class ClientSession:
     # -- output ---------------------------------------------------------------------
 
     def write(self, data: bytes | memoryview) -> None:
-        """Queue bytes for the client (sent at the next :meth:`flush`)."""
+        """Queue the session's own output for the client (sent at the next
+        :meth:`flush`). While a streamed response is being relayed it is held
+        back until the response ends: written inside a literal it would be read
+        as message data."""
+        if self._mid_response:
+            self._held.append(data)
+            self._held_size += len(data)
+            return
+        self._out.append(data)
+        self._out_size += len(data)
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        """Queue what the upstream sent (the reader task's output)."""
         self._out.append(data)
         self._out_size += len(data)
 
@@ -212,12 +244,14 @@ class ClientSession:
             if not out:
                 return
             data = out[0] if len(out) == 1 else b"".join(out)
+            self._flush_started = trio.current_time()
             try:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self._close_reason = "client connection lost"
                 raise _Closed from None
             self.bytes_out += size
+            self._flushed_at = trio.current_time()
         finally:
             lock.release()
 
@@ -242,6 +276,8 @@ class ClientSession:
         """The next framer event, reading from the client as needed."""
         framer = self._framer
         while True:
+            if self._out_size >= FLUSH_AT:  # a long batch of input: answer as we go
+                await self.flush()
             event = framer.next_event()
             if event is not NEED_DATA:
                 return event
@@ -279,6 +315,10 @@ class ClientSession:
             except RemoteProtocolError as exc:  # an unrecoverable framing error
                 self._close_reason = f"client protocol error: {exc.text}"
                 self._bye(exc.reply.text)
+            except Exception:  # a bug: it ends this session, never the proxy
+                self._close_reason = "internal error"
+                log.exception("session failed")
+                self._bye("Internal error, closing the connection")
             finally:
                 await self._finish()
 
@@ -445,7 +485,9 @@ class ClientSession:
                 tag, "BAD", "TLS is already active" if self.tls else "STARTTLS not offered"
             )
             return
-        # Plaintext pipelined after STARTTLS must not count as sent over TLS.
+        # Plaintext pipelined after STARTTLS must not count as sent over TLS, nor
+        # anything said before it (an ID injected on the way).
+        self.client_id = ()
         discarded = self._framer.discard_buffered()
         if discarded:
             log.warning("plaintext after STARTTLS discarded", octets=discarded)
@@ -461,11 +503,7 @@ class ClientSession:
             return
         assert isinstance(args, IdArgs)
         if self.state is State.NOT_AUTHENTICATED:
-            self.client_id = tuple(
-                (key, value)
-                for key, value in (args.params or ())
-                if not key.lower().startswith(_RESERVED_ID_PREFIXES)
-            )
+            self.client_id = _forwardable_id(args.params or ())
         frame = build_response(
             IdData(((b"name", b"imapproxy"), (b"version", __version__.encode())))
         )
@@ -482,7 +520,8 @@ class ClientSession:
         event = await self._event()
         if isinstance(event, EndOfStream):
             raise _Closed
-        assert isinstance(event, Frame) and event.plain
+        if not isinstance(event, Frame) or not event.plain:  # e.g. a bare LF
+            raise ValueError("not a SASL response line")
         line = event.raw.rstrip(b"\r\n")
         return None if line == b"*" else line
 
@@ -526,7 +565,7 @@ class ClientSession:
                 authzid = b""
                 mech = "AUTH=LOGIN"
         except ValueError:
-            self._tagged(tag, "BAD", "Invalid base64 in SASL response")
+            self._tagged(tag, "BAD", "Invalid SASL response")
             return None
         user = _decode_user(authcid)
         authz = _decode_user(authzid) if authzid else ""
@@ -539,14 +578,14 @@ class ClientSession:
         proxy = self.proxy
         ip = self.peer[0]
         key = credentials.user.lower()
-        wait = proxy.throttle.delay(key, ip, trio.current_time())
+        wait = proxy.throttle.reserve(key, ip, trio.current_time())
         if wait:
             await trio.sleep(wait)
         upstream_cfg = proxy.router.route(credentials.user)
         if upstream_cfg is None:
             log.info("login failed", user=credentials.user, reason="no route")
             await trio.sleep(proxy.throttle.failed(key, ip, trio.current_time()))
-            self._tagged(tag, "NO", "Authentication failed", "AUTHENTICATIONFAILED")
+            self._tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
             return
         try:
             conn = await UpstreamConnection.open(
@@ -557,19 +596,27 @@ class ClientSession:
             self._tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
             return
         try:
-            params = list(self.client_id)
-            if upstream_cfg.trusted:
-                params += [
-                    (b"x-originating-ip", self.peer[0].encode()),
-                    (b"x-originating-port", str(self.peer[1]).encode()),
-                ]
-            await conn.identify(params)
+            identified = await conn.identify(self._id_params(upstream_cfg.trusted))
+            if upstream_cfg.trusted and identified is not None and identified.name != "OK":
+                # Without the client's address the server would see the proxy's:
+                # fail closed rather than log in with the wrong one.
+                raise UpstreamError("upstream refused ID with the client's address")
             result = await conn.authenticate(credentials)
         except UpstreamError as exc:
             await conn.aclose()
             log.warning("upstream error", upstream=upstream_cfg.name, error=str(exc))
             self._tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
             return
+        except LocalProtocolError:
+            # Credentials the upstream's LOGIN cannot carry (a NUL octet).
+            await conn.aclose()
+            log.info("login failed", user=credentials.user, reason="credentials not sendable")
+            await trio.sleep(proxy.throttle.failed(key, ip, trio.current_time()))
+            self._tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
+            return
+        except BaseException:
+            await conn.aclose()
+            raise
         if result.name != "OK":
             await conn.logout()
             condition = result.condition
@@ -588,6 +635,17 @@ class ClientSession:
         caps = " ".join(self._capabilities()).encode()
         self.write(tag + b" OK [CAPABILITY " + caps + b"] Logged in\r\n")
 
+    def _id_params(self, trusted: bool) -> list[tuple[bytes, bytes | None]]:
+        """The ID fields for the upstream: the proxy's own first (for a trusted
+        upstream, the client's address), then the client's standard fields."""
+        params: list[tuple[bytes, bytes | None]] = []
+        if trusted:
+            params += [
+                (b"x-originating-ip", self.peer[0].encode()),
+                (b"x-originating-port", str(self.peer[1]).encode()),
+            ]
+        return params + list(self.client_id[: _ID_MAX_PAIRS - len(params)])
+
     def _capabilities(self) -> tuple[str, ...]:
         assert self.upstream is not None
         return self.proxy.capabilities.authenticated(self.upstream.capabilities)
@@ -605,6 +663,9 @@ class ClientSession:
             nursery.start_soon(self._watchdog, nursery.cancel_scope)
             try:
                 while self.state is not State.LOGOUT:
+                    if self._held_size >= FLUSH_AT:  # stop reading until it can go out
+                        self._response_ended = trio.Event()
+                        await self._response_ended.wait()
                     await self._relay_event(await self._event())
                     self._drain_if_quiet()
             except (_Closed, RemoteProtocolError) as exc:
@@ -661,8 +722,19 @@ class ClientSession:
             await trio.sleep(min(limit / 4, idle / 4, 5.0))
             now = trio.current_time()
             oldest = upstream.oldest
+            if self._write_lock.locked():
+                # Writing to the client: a client that does not read holds the
+                # relay up, not the server. It may do so for the idle timeout.
+                if now - self._flush_started > idle:
+                    self._close_reason = "client not reading"
+                    await self._end_relay(scope)
+                    return
+                continue
             if oldest is not None and oldest is not self._idle:
-                if now - max(upstream.last_receive, oldest.started) > limit:
+                if oldest.asked is None:
+                    continue  # still being sent (a slow APPEND upload): not the server
+                silent_since = max(upstream.last_receive, oldest.asked, self._flushed_at)
+                if now - silent_since > limit:
                     self._close_reason = "upstream not responding"
                     log.warning("upstream error", error="not responding", command=oldest.name)
                     self._bye("Mail server not responding")
@@ -731,10 +803,12 @@ class ClientSession:
             await self._send_region(forward, frame)
             return
         self._cmd = None
-        if self._idle is not None and frame.raw.rstrip(b"\r\n").upper() == b"DONE":
-            # DONE sent with IDLE, before the server's "+" (which clients should
-            # wait for; servers accept it): it ends the IDLE all the same.
-            await self._plain_in_idle(frame)
+        if frame.raw.rstrip(b"\r\n").upper() == b"DONE":
+            if self._idle is not None:
+                # DONE sent with IDLE, before the server's "+" (which clients
+                # should wait for; servers accept it): it ends the IDLE all the same.
+                await self._plain_in_idle(frame)
+            # Else the server ended the IDLE as the client said DONE: nothing to do.
             return
         command = self._check(frame)
         if command is None or await self._local(command):
@@ -842,6 +916,17 @@ class ClientSession:
         assert upstream is not None and request is not None
         raw = frame.raw
         pos = forward.processed
+        if final and pos:
+            # The command's start went upstream before its end was here: parse the
+            # whole of it before its last octets go (docs/codec.md). A refusal now
+            # cannot be taken back upstream, so the connection ends.
+            try:
+                Command.parse(frame).args  # noqa: B018 - parsing is the check
+            except ParseError as exc:
+                self._close_reason = "client command refused mid-relay"
+                self.write(exc.reply.to_bytes())
+                self._bye("Command aborted; closing the connection")
+                raise _Closed from None
         await upstream.begin_writing(request)
         done = False
         try:
@@ -924,11 +1009,11 @@ class ClientSession:
         elif kind is Kind.TAGGED:
             assert request is not None and request.client_tag is not None
             self._completed(request, response)
-            self.write(self._status_line(request.client_tag, response.name, response))
+            self._emit(self._status_line(request.client_tag, response.name, response))
             self._slot.set()
             self._drain_if_quiet()
         else:
-            self.write(response.frame.raw)
+            self._emit(response.frame.raw)
 
     def upstream_continuation(self, request: Request) -> None:
         if request is self._idle:
@@ -936,12 +1021,18 @@ class ClientSession:
 
     def upstream_part(self, part: FramePart | LiteralChunk) -> None:
         if isinstance(part, LiteralChunk):
-            self.write(part.data)
+            self._emit(part.data)
             return
-        self.write(part.raw)
+        self._emit(part.raw)
         # Between the parts of a response the client is inside it (a literal's
-        # data): a BYE written there would read as message data.
+        # data): the session's own output waits (see write), and a BYE there is
+        # left out (it would read as message data).
         self._mid_response = part.literal is not None
+        if not self._mid_response and self._held:
+            self._out.extend(self._held)
+            self._out_size += self._held_size
+            self._held, self._held_size = [], 0
+            self._response_ended.set()
         if part.literal is None and self.mailbox is not None and self.mailbox.uids is not None:
             with contextlib.suppress(ParseError):
                 self.mailbox.apply(Response.parse(part.frame))
@@ -961,7 +1052,7 @@ class ClientSession:
             target.apply(response)
         if name == "CAPABILITY":
             caps = " ".join(self._capabilities()).encode()
-            self.write(b"* CAPABILITY " + caps + b"\r\n")
+            self._emit(b"* CAPABILITY " + caps + b"\r\n")
             return
         if name == "ENABLED":
             try:
@@ -974,12 +1065,12 @@ class ClientSession:
             self._bye_sent = True
             self._close_reason = "upstream said BYE"
         elif name == "ESEARCH":
-            self.write(self._esearch_line(response))
+            self._emit(self._esearch_line(response))
             return
         if response.is_status:
-            self.write(self._status_line(b"*", name, response))
+            self._emit(self._status_line(b"*", name, response))
         else:
-            self.write(response.frame.raw)
+            self._emit(response.frame.raw)
 
     def _esearch_line(self, response: Response) -> bytes:
         """An ESEARCH response with the client's tag in its correlator.
@@ -1003,6 +1094,11 @@ class ClientSession:
 
     def _completed(self, request: Request, response: Response) -> None:
         name = request.name
+        if request is self._idle:
+            # IDLE ended without DONE (refused, or ended by the server): the
+            # client's next line is a command again.
+            self._idle = None
+            self._framer.expect_command()
         pending = self._selecting.pop(request, None)
         if pending is not None:
             if response.name == "OK":
@@ -1060,7 +1156,23 @@ def _name_of(frame: Frame) -> str:
         return ""
 
 
+def _forwardable_id(
+    params: tuple[tuple[bytes, bytes | None], ...],
+) -> tuple[tuple[bytes, bytes | None], ...]:
+    """The client's ID fields that may go upstream (see :data:`_ID_FORWARDED`)."""
+    kept = []
+    for key, value in params:
+        if key.lower() not in _ID_FORWARDED:
+            continue
+        if value is not None and (len(value) > _ID_MAX_VALUE or b"\0" in value):
+            continue
+        kept.append((key.lower(), value))
+    return tuple(kept[:_ID_MAX_PAIRS])
+
+
 def _decode_user(raw: bytes) -> str | None:
+    if len(raw) > MAX_USER:
+        return None
     try:
         user = raw.decode("utf-8")
     except UnicodeDecodeError:

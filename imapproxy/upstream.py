@@ -77,6 +77,12 @@ __all__ = [
 log = get_logger("imapproxy.upstream")
 
 RECEIVE_SIZE = 256 * 1024
+#: Untagged responses that always reach the client, even while a command of the
+#: proxy's own is the oldest in flight: mailbox updates (RFC 9051 section 7.4)
+#: and status responses (alerts, BYE), never an answer to a command.
+MAILBOX_UPDATES = frozenset(
+    {"EXISTS", "EXPUNGE", "RECENT", "FETCH", "VANISHED", "FLAGS", "OK", "NO", "BAD", "BYE"}
+)
 COALESCE = 64 * 1024
 """Octets of a streamed literal gathered from several reads into one write to the
 client while more of the literal is on its way (Dovecot's TLS records carry 4 KiB)."""
@@ -116,6 +122,10 @@ class Request:
     client_tag: bytes | None = None
     relay_continuations: bool = False
     started: float = 0.0
+    #: Since when the server owes an answer: the whole command is on the wire, or
+    #: a literal's announcement waits for "+". None while the proxy is still
+    #: sending (the client's literal data): a server waiting for it is not slow.
+    asked: float | None = None
     untagged: list[Response] = field(default_factory=list, repr=False)
     result: Response | None = None
     done: trio.Event = field(default_factory=trio.Event, repr=False)
@@ -193,13 +203,23 @@ class UpstreamConnection:
         Raises:
             UpstreamError: any failure, with a reason fit for the log.
         """
+        try:
+            with trio.fail_after(timeouts.upstream_connect):
+                return await cls._open(config, ctx, timeouts)
+        except trio.TooSlowError:
+            raise UpstreamError(
+                f"{config.address} did not get ready in time (connect, TLS, greeting: "
+                f"{timeouts.upstream_connect:g} s)"
+            ) from None
+
+    @classmethod
+    async def _open(
+        cls, config: Upstream, ctx: ssl.SSLContext | None, timeouts: Timeouts
+    ) -> UpstreamConnection:
         host, port = config.address.host, config.address.port
         server_name = config.server_name or host
         try:
-            with trio.fail_after(timeouts.upstream_connect):
-                tcp: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-        except trio.TooSlowError:
-            raise UpstreamError(f"connect to {config.address} timed out") from None
+            tcp: trio.abc.Stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
             raise UpstreamError(
                 f"connect to {config.address} failed: {exc.strerror or exc}"
@@ -275,7 +295,10 @@ class UpstreamConnection:
             raise UpstreamError("upstream refused CAPABILITY")
         for response in untagged:
             if response.name == "CAPABILITY":
-                data = response.data
+                try:
+                    data = response.data
+                except ParseError as exc:
+                    raise UpstreamError(f"upstream sent a bad CAPABILITY: {exc.text}") from None
                 if isinstance(data, CapabilityData):
                     self.capabilities = data.capabilities
         if not self._capabilities_from(result) and not self.capabilities:
@@ -323,12 +346,14 @@ class UpstreamConnection:
                 raise UpstreamError(f"upstream closed the connection: {_text(text)}")
             untagged.append(response)
 
-    async def identify(self, params: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """Send ID (RFC 2971) when the server has it; its answer is not needed."""
+    async def identify(self, params: Iterable[tuple[bytes, bytes | None]]) -> Response | None:
+        """Send ID (RFC 2971) when the server has it; its tagged response (None:
+        not sent)."""
         if not self.has("ID"):
-            return
+            return None
         items = tuple(params)
-        await self.simple_command("ID", IdArgs(items or None))
+        result, _ = await self.simple_command("ID", IdArgs(items or None))
+        return result
 
     async def authenticate(self, credentials: Credentials) -> Response:
         """Log in; returns the server's tagged response (OK or the refusal)."""
@@ -344,9 +369,9 @@ class UpstreamConnection:
             else:
                 result = await self._authenticate_plain(encoded)
         else:
-            result, _ = await self.simple_command(
-                "LOGIN", LoginArgs(user, Secret(password)), literal_plus=self.has("LITERAL+")
-            )
+            # Synchronizing literals even where LITERAL+ is offered: the proxy
+            # sends nothing a server could read as a command after a refusal.
+            result, _ = await self.simple_command("LOGIN", LoginArgs(user, Secret(password)))
         if result.name == "OK" and not self._capabilities_from(result):
             await self.refresh_capabilities()
         return result
@@ -368,7 +393,10 @@ class UpstreamConnection:
         """The next whole response (login phase), with the response timeout."""
         with trio.move_on_after(self.timeouts.upstream_response) as scope:
             while True:
-                event = self._framer.next_event()
+                try:
+                    event = self._framer.next_event()
+                except RemoteProtocolError as exc:
+                    raise UpstreamError(f"upstream protocol error: {exc.text}") from None
                 if event is NEED_DATA:
                     await self._receive()
                     continue
@@ -454,6 +482,7 @@ class UpstreamConnection:
 
     def end_writing(self, request: Request) -> None:
         """``request``'s command is written in full (or was refused part-way)."""
+        request.asked = trio.current_time()
         if self._writing is request:
             self._writing = None
             self._written.set()
@@ -506,10 +535,12 @@ class UpstreamConnection:
         self._sending_literal = request
         try:
             await self._send(data)
+            request.asked = trio.current_time()
             await event.wait()  # set by the reader on "+" and on the tagged response
         finally:
             self._sending_literal = None
             request._continuation = None
+            request.asked = None  # the literal's data comes from the client now
         return not request.done.is_set()
 
     def fail_pending(self) -> None:
@@ -596,7 +627,11 @@ class UpstreamConnection:
                 return
             raise UpstreamError("upstream sent an unexpected continuation request")
         oldest = self.oldest
-        if oldest is not None and oldest.client_tag is None and response.name != "BYE":
+        if (
+            oldest is not None
+            and oldest.client_tag is None
+            and response.name not in MAILBOX_UPDATES
+        ):
             oldest.untagged.append(response)
             return
         downstream.upstream_response(response, None)

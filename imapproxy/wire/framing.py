@@ -570,6 +570,11 @@ class Framer:
         """
         self._raw_line = True
 
+    def expect_command(self) -> None:
+        """Undo :meth:`expect_line` when the line will not come (the server ended
+        IDLE by itself): the next frame is a command again."""
+        self._raw_line = False
+
     def take_buffered(self) -> bytes:
         """Everything received but not yet framed, removed from the framer.
 
