@@ -34,7 +34,7 @@ from imapproxy.server import Proxy
 from imapproxy.testing import DovecotNotInstalled, DovecotServer, User
 from imapproxy.testing.proxy import ProxyTls, dovecot_upstream, proxy_config
 
-DOVECOT_FIXTURES = frozenset({"dovecot", "shared_user", "mail_user"})
+DOVECOT_FIXTURES = frozenset({"dovecot", "shared_user", "mail_user", "twin_users", "proxy"})
 SKIP_ENV = "IMAPPROXY_SKIP_DOVECOT"
 
 
@@ -68,6 +68,18 @@ def dovecot() -> Iterator[DovecotServer]:
 def shared_user(dovecot: DovecotServer) -> User:
     """A corpus user shared by all tests: read only."""
     return dovecot.shared_user
+
+
+@pytest.fixture
+def twin_users(dovecot: DovecotServer) -> Iterator[tuple[User, User]]:
+    """Two fresh users with identical corpus copies (so UIDs line up): one for a
+    direct connection, one for the same commands through the proxy."""
+    users = (dovecot.add_user(), dovecot.add_user())
+    try:
+        yield users
+    finally:
+        for user in users:
+            dovecot.remove_user(user)
 
 
 @pytest.fixture

@@ -19,14 +19,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import imaplib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import trio
 from imap_endpoints import Endpoint, scrub
 
-from imapproxy.testing import DovecotServer, User
+from imapproxy.testing import User
 
 LISTENERS = ("implicit", "starttls")
 
@@ -44,17 +44,6 @@ async def in_thread(fn: Callable[[], Any]) -> Any:
     """Run a blocking client scenario in a thread while the proxy serves in trio."""
     with trio.fail_after(SCENARIO_TIMEOUT):
         return await trio.to_thread.run_sync(fn)
-
-
-@pytest.fixture
-def user_pair(dovecot: DovecotServer) -> Iterator[tuple[User, User]]:
-    """Two fresh users with identical corpus copies: (direct, through the proxy)."""
-    users = (dovecot.add_user(), dovecot.add_user())
-    try:
-        yield users
-    finally:
-        for user in users:
-            dovecot.remove_user(user)
 
 
 def message(subject: str, size: int, seed: str) -> bytes:
@@ -319,8 +308,8 @@ def write_imaplib(endpoint: Endpoint, user: User) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("listener", LISTENERS)
-async def test_write_session_imapclient(proxy, dovecot, user_pair, listener) -> None:
-    direct_user, proxy_user = user_pair
+async def test_write_session_imapclient(proxy, dovecot, twin_users, listener) -> None:
+    direct_user, proxy_user = twin_users
     direct = await in_thread(
         lambda: write_imapclient(Endpoint.direct(dovecot, listener), direct_user)
     )
@@ -334,8 +323,8 @@ async def test_write_session_imapclient(proxy, dovecot, user_pair, listener) -> 
 
 
 @pytest.mark.parametrize("listener", LISTENERS)
-async def test_write_session_imaplib(proxy, dovecot, user_pair, listener) -> None:
-    direct_user, proxy_user = user_pair
+async def test_write_session_imaplib(proxy, dovecot, twin_users, listener) -> None:
+    direct_user, proxy_user = twin_users
     direct = await in_thread(lambda: write_imaplib(Endpoint.direct(dovecot, listener), direct_user))
     proxied = await in_thread(lambda: write_imaplib(Endpoint.via(proxy, listener), proxy_user))
     compare(direct, proxied)

@@ -11,7 +11,7 @@ mid-session. Logging in, STARTTLS and CAPABILITY: tests/test_proxy_login.py.
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +34,6 @@ async def in_thread(fn: Any) -> Any:
 
 
 # -- APPEND and MULTIAPPEND ----------------------------------------------------------------
-
-
-@pytest.fixture
-def twin_users(dovecot: DovecotServer) -> Iterator[tuple[User, User]]:
-    """Two fresh users with identical corpus copies: (direct, through the proxy)."""
-    users = (dovecot.add_user(), dovecot.add_user())
-    try:
-        yield users
-    finally:
-        for user in users:
-            dovecot.remove_user(user)
 
 
 def raw_message(subject: bytes, size: int) -> bytes:
