@@ -247,6 +247,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+@contextlib.contextmanager
+def _serving(argv: list[str], output: Path, port: int, tls: ProxyTls) -> Iterator[int]:
+    """Run a relay process (output to a file) until it greets on ``port``; its pid."""
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_listening(port, tls.client_context(), proc)
+        yield proc.pid
+    finally:
+        _stop(proc)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -267,18 +281,9 @@ def run_imapproxy(
         ports={"implicit": port},
         logging={"level": "info", "format": "json", "file": directory / "imapproxy.log"},
     )
-    with open(directory / "imapproxy.out", "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "imapproxy", "serve", "--config", str(config.source)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_listening(port, tls.client_context(), proc)
-        yield port, proc.pid
-    finally:
-        _stop(proc)
+    argv = [sys.executable, "-m", "imapproxy", "serve", "--config", str(config.source)]
+    with _serving(argv, directory / "imapproxy.out", port, tls) as pid:
+        yield port, pid
 
 
 def nginx_mail() -> tuple[str, bool] | None:
@@ -348,18 +353,10 @@ def run_nginx(
         )
     )
     argv = [nginx, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf)]
-    with open(directory / "nginx.out", "wb") as out:
-        proc = subprocess.Popen(
-            [*argv, "-g", "daemon off;"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        _wait_listening(port, tls.client_context(), proc)
-        yield port, proc.pid
+        with _serving([*argv, "-g", "daemon off;"], directory / "nginx.out", port, tls) as pid:
+            yield port, pid
     finally:
-        _stop(proc)
         auth.shutdown()
         auth.server_close()
 
