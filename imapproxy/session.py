@@ -255,10 +255,6 @@ class ClientSession:
         finally:
             lock.release()
 
-    async def send(self, data: bytes) -> None:
-        self.write(data)
-        await self.flush()
-
     def _bye(self, text: str) -> None:
         if self._mid_response:  # the connection just ends: never data made up
             self._bye_sent = True
