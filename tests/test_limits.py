@@ -215,3 +215,56 @@ def test_repr() -> None:
     limits.failed("bob", "192.0.2.1", 0.0)
     limits.failed("bob", "192.0.2.1", 1.0)
     assert repr(limits) == "LoginThrottle(2 pairs, base=0.5s, max=30.0s)"
+
+
+# -- LoginThrottle.reserve: attempts after failures take successive slots -------------
+
+
+def test_reserve_without_failures_waits_nothing() -> None:
+    limits = throttle()
+    assert [limits.reserve("alice", "192.0.2.1", 10.0) for _ in range(5)] == [0.0] * 5
+    assert len(limits) == 0  # asking reserves nothing for an unknown pair
+
+
+@pytest.mark.parametrize(("failures", "spacing"), [(1, 1.0), (2, 2.0), (3, 4.0)])
+def test_parallel_reservations_are_spaced_by_the_delay(failures: int, spacing: float) -> None:
+    limits = throttle()
+    for _ in range(failures):
+        limits.failed("alice", "192.0.2.1", 100.0)
+    # Five connections try at once, just after the last failure: they start one
+    # delay apart, the first when the failure's own delay is over.
+    waits = [limits.reserve("alice", "192.0.2.1", 100.25) for _ in range(5)]
+    assert waits == [spacing * (i + 1) - 0.25 for i in range(5)]
+    # Other pairs are not held back by alice's slots.
+    assert limits.reserve("bob", "192.0.2.1", 100.25) == 0.0
+    assert limits.reserve("alice", "198.51.100.7", 100.25) == 0.0
+
+
+def test_reservations_follow_the_current_delay() -> None:
+    limits = throttle()
+    limits.failed("alice", "192.0.2.1", 0.0)
+    assert limits.reserve("alice", "192.0.2.1", 0.0) == 1.0  # slot at 1
+    assert limits.reserve("alice", "192.0.2.1", 0.0) == 2.0  # slot at 2
+    # A reservation past the slots taken, once they are over, waits nothing.
+    assert limits.reserve("alice", "192.0.2.1", 10.0) == 0.0
+
+
+def test_success_clears_reservations() -> None:
+    limits = throttle()
+    limits.failed("alice", "192.0.2.1", 0.0)
+    for _ in range(3):
+        limits.reserve("alice", "192.0.2.1", 0.0)
+    limits.succeeded("alice", "192.0.2.1")
+    assert [limits.reserve("alice", "192.0.2.1", 0.5) for _ in range(3)] == [0.0] * 3
+
+
+def test_sequential_retries_after_the_answered_delay_wait_nothing_extra() -> None:
+    limits = throttle(maximum=1000.0)
+    now = 0.0
+    assert limits.reserve("alice", "192.0.2.1", now) == 0.0
+    for expected in (1.0, 2.0, 4.0, 8.0, 16.0):
+        # The attempt fails; its answer waits the delay; the client retries at once.
+        delay = limits.failed("alice", "192.0.2.1", now)
+        assert delay == expected
+        now += delay
+        assert limits.reserve("alice", "192.0.2.1", now) == 0.0
