@@ -190,7 +190,7 @@ class ClientSession:
         self._out_size = 0
         self._write_lock = trio.Lock()
         self._last_input = self.started
-        self._flush_started = self._flushed_at = self.started
+        self._flush_started = self._relayed_at = self.started
         self._cmd: _Forward | None = None
         self._idle: Request | None = None
         self._selecting: dict[Request, SelectedMailbox] = {}
@@ -251,7 +251,6 @@ class ClientSession:
                 self._close_reason = "client connection lost"
                 raise _Closed from None
             self.bytes_out += size
-            self._flushed_at = trio.current_time()
         finally:
             lock.release()
 
@@ -726,10 +725,10 @@ class ClientSession:
                     await self._end_relay(scope)
                     return
                 continue
-            if oldest is not None and oldest is not self._idle:
-                if oldest.asked is None:
-                    continue  # still being sent (a slow APPEND upload): not the server
-                silent_since = max(upstream.last_receive, oldest.asked, self._flushed_at)
+            if oldest is not None and oldest is not self._idle and oldest.asked is not None:
+                # The server owes an answer: the whole command is on the wire, or
+                # a literal's announcement waits for "+".
+                silent_since = max(upstream.last_receive, oldest.asked, self._relayed_at)
                 if now - silent_since > limit:
                     self._close_reason = "upstream not responding"
                     log.warning("upstream error", error="not responding", command=oldest.name)
@@ -738,6 +737,8 @@ class ClientSession:
                     await self._end_relay(scope)
                     return
             elif now - self._last_input > idle:
+                # The client's turn (nothing in flight, an IDLE, or the rest of a
+                # literal it is uploading) and it has been silent too long.
                 self._close_reason = "idle timeout"
                 self._bye("Autologout; idle for too long")
                 await self._end_relay(scope)
@@ -1035,6 +1036,8 @@ class ClientSession:
 
     async def upstream_flush(self) -> None:
         await self.flush()
+        # The reader waited for the client, not for the server, until now.
+        self._relayed_at = trio.current_time()
 
     def _untagged(self, response: Response) -> None:
         name = response.name

@@ -605,6 +605,10 @@ class UpstreamConnection:
         if kind is Kind.TAGGED:
             request = self._pending.pop(response.tag or b"", None)
             if request is None:
+                if (response.tag or b"").upper() == b"DONE":
+                    # The client's DONE crossed the server's end of IDLE and was
+                    # read as a command named DONE; the proxy never uses that tag.
+                    return
                 raise UpstreamError("upstream sent a response with an unknown tag")
             self._order.remove(request)
             request.result = response

@@ -740,3 +740,27 @@ async def test_done_pipelined_with_idle_ends_it(env) -> None:
             b"a OK IDLE terminated\r\n",
             b"b OK NOOP completed\r\n",
         ]
+
+
+async def test_server_bad_for_a_crossing_done_is_ignored(env) -> None:
+    # The server ended IDLE by itself as the client said DONE: it reads the DONE
+    # as a command and answers "DONE BAD ...", a tag the proxy never uses.
+    with trio.fail_after(TEST_TIMEOUT):
+        client, conn = await env.logged_in()
+        await client.send(b"a IDLE\r\n")
+        tag, name, _ = await conn.read_command()
+        assert name == b"IDLE"
+        await conn.send(b"+ idling\r\n")
+        assert await client.read_line() == b"+ idling\r\n"
+        await client.send(b"DONE\r\n")
+        assert await conn.read_line() == b"DONE\r\n"
+        await conn.send(
+            tag + b" OK IDLE terminated (timeout)\r\n"
+            b"DONE BAD Error in IMAP command: Invalid command name\r\n"
+        )
+        assert await client.read_line() == b"a OK IDLE terminated (timeout)\r\n"
+        await client.send(b"b NOOP\r\n")
+        tag2, name, _ = await conn.read_command()
+        assert name == b"NOOP"
+        await conn.send(tag2 + b" OK NOOP completed\r\n")
+        assert await client.read_line() == b"b OK NOOP completed\r\n"

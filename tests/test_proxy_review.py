@@ -7,8 +7,9 @@ configured small. The numbers in the section titles are the findings'. Where
 the scenario is time passing on the client's side (a slow upload, a chatty
 client) the test sleeps, and says so; elsewhere it waits on events.
 
-Two strict xfails record gaps the fix opened in the upstream watchdog (see their
-reasons): they pass on the commit before it and fail on it.
+Two tests cover gaps the first fix opened in the watchdog and a later commit
+closed: the proxy's own answers to a chatty client must not hide a stalled
+server, and a client that stops in the middle of a literal is still timed out.
 """
 
 from __future__ import annotations
@@ -315,12 +316,6 @@ async def test_slow_append_upload_is_not_a_stalled_server(env, server) -> None:
             await conn.read_to_eof()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review of 7007f2f: the watchdog counts the server's silence from the last "
-    "flush to the client (_flushed_at), so the proxy's own answers (CAPABILITY here) "
-    "keep a stalled server from ever being noticed; before 7007f2f this got the BYE",
-)
 async def test_stalled_server_while_the_client_gets_local_answers(env) -> None:
     limit = 0.5
     with trio.fail_after(TEST_TIMEOUT):
@@ -341,13 +336,6 @@ async def test_stalled_server_while_the_client_gets_local_answers(env) -> None:
         assert line == b"* BYE Mail server not responding\r\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review of 7007f2f: while a client's literal is being uploaded the watchdog "
-    "skips the request (asked is None) and, with it, the idle check: a client that "
-    "stops in the middle of a literal is never timed out (before 7007f2f: BYE after "
-    "upstream_response)",
-)
 async def test_client_stalled_mid_literal_is_timed_out(env, monkeypatch) -> None:
     idle = 0.5
     monkeypatch.setattr(imapproxy.config, "MIN_IDLE_TIMEOUT", idle)  # 60 s otherwise

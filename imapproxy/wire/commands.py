@@ -62,7 +62,9 @@ _HEAD = re.compile(rb"(" + TAG_CHAR + rb"+) +([A-Za-z0-9][A-Za-z0-9._-]*)")
 _SECRET_COMMANDS = frozenset(("LOGIN", "AUTHENTICATE"))
 _UID_SUB = re.compile(rb" +([A-Za-z]+)")
 _BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-_UID_COMMANDS = frozenset(("COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"))
+_UID_COMMANDS = frozenset(
+    ("COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD", "REPLACE")
+)
 
 
 # -- argument classes -----------------------------------------------------------

@@ -120,6 +120,7 @@ HEADS = [
     pytest.param(b"a UID EXPUNGE 1\r\n", b"a", "UID EXPUNGE", id="uid-expunge"),
     pytest.param(b"a UID SORT (DATE) UTF-8 ALL\r\n", b"a", "UID SORT", id="uid-sort"),
     pytest.param(b"a UID THREAD REFS UTF-8 ALL\r\n", b"a", "UID THREAD", id="uid-thread"),
+    pytest.param(b"a UID REPLACE 4 Drafts {3+}\r\nabc\r\n", b"a", "UID REPLACE", id="uid-replace"),
     pytest.param(b"a X-CUSTOM.cmd_1 x\r\n", b"a", "X-CUSTOM.CMD_1", id="extension-name"),
 ]
 
