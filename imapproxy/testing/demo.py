@@ -49,7 +49,8 @@ def _free(port: int) -> int:
 def run_demo(workdir: str) -> int:
     """Run Dovecot and the proxy in ``workdir`` until SIGINT/SIGTERM; an exit status."""
     base = Path(workdir).absolute()
-    server = DovecotServer(base, ports=UPSTREAM_PORTS)
+    # The proxy is a trusted peer of Dovecot: it forwards the client's address in ID.
+    server = DovecotServer(base, ports=UPSTREAM_PORTS, login_trusted_networks="127.0.0.1")
     try:
         server.start()
     except DovecotNotInstalled as exc:
