@@ -6,17 +6,25 @@
   by failing on purpose; keyed on the IP alone it would punish a whole NATed
   office for one typo. Failures are forgotten after a window, and the table is
   bounded (the oldest entries go first).
+* :class:`KeyedGate` -- one login attempt at a time per (user, client IP), so that
+  many parallel connections get no more guesses than one connection does: each
+  attempt waits its turn, then the throttle's delay since the latest failure.
 
-Both are plain objects: the session asks, then awaits what the answer implies.
+The limiter and the throttle are plain objects: the session asks, then awaits
+what the answer implies; the gate holds a Trio lock per key while it is used.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-__all__ = ["ConnectionLimiter", "LoginThrottle"]
+import trio
+
+__all__ = ["ConnectionLimiter", "KeyedGate", "LoginThrottle"]
 
 
 class ConnectionLimiter:
@@ -58,7 +66,6 @@ class ConnectionLimiter:
 class _Failures:
     count: int
     last: float
-    reserved: float = 0.0  # the next attempt may not start before this
 
 
 class LoginThrottle:
@@ -95,20 +102,6 @@ class LoginThrottle:
             return 0.0
         return max(0.0, entry.last + self._wanted(entry.count) - now)
 
-    def reserve(self, user: str, ip: str, now: float) -> float:
-        """Seconds a new login attempt for (user, ip) must wait before it is tried.
-
-        Attempts after failures are spaced by the current delay even when they
-        come in parallel (many connections at once): each one reserves the next
-        slot, so N connections do not buy N guesses per delay."""
-        entry = self._get((user, ip), now)
-        if entry is None:
-            return 0.0
-        wanted = self._wanted(entry.count)
-        at = max(now, entry.last + wanted, entry.reserved)
-        entry.reserved = at + wanted
-        return at - now
-
     def failed(self, user: str, ip: str, now: float) -> float:
         """Record a failure; returns the delay before answering it."""
         key = (user, ip)
@@ -131,3 +124,33 @@ class LoginThrottle:
 
     def __repr__(self) -> str:
         return f"LoginThrottle({len(self._failures)} pairs, base={self.base}s, max={self.maximum}s)"
+
+
+class KeyedGate:
+    """One holder at a time per key; a key's lock exists only while it is held or
+    waited for (memory is bounded by the connections doing so)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[trio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = trio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    def __repr__(self) -> str:
+        return f"KeyedGate({len(self._locks)} keys)"

@@ -27,7 +27,7 @@ import trio
 
 from imapproxy.capabilities import ClientCapabilities
 from imapproxy.config import Config, Listener
-from imapproxy.limits import ConnectionLimiter, LoginThrottle
+from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle
 from imapproxy.logs import get_logger
 from imapproxy.router import Router
 from imapproxy.session import ClientSession
@@ -69,6 +69,7 @@ class Proxy:
             limits.login_failure_window,
         )
         self.capabilities = ClientCapabilities(max_literal=limits.max_literal)
+        self.login_gate = KeyedGate()
         self.sessions: set[ClientSession] = set()
         self.listening: list[BoundListener] = []
         self._refusals: trio.Semaphore | None = None

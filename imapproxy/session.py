@@ -570,10 +570,16 @@ class ClientSession:
         return Credentials(user, Secret(password), authz, mech)
 
     async def _login(self, tag: bytes, credentials: Credentials) -> None:
+        # One attempt at a time per (user, client IP): parallel connections get
+        # no more guesses than one connection, each after the current delay.
+        key = credentials.user.lower()
+        async with self.proxy.login_gate.hold((key, self.peer[0])):
+            await self._login_attempt(tag, credentials, key)
+
+    async def _login_attempt(self, tag: bytes, credentials: Credentials, key: str) -> None:
         proxy = self.proxy
         ip = self.peer[0]
-        key = credentials.user.lower()
-        wait = proxy.throttle.reserve(key, ip, trio.current_time())
+        wait = proxy.throttle.delay(key, ip, trio.current_time())
         if wait:
             await trio.sleep(wait)
         upstream_cfg = proxy.router.route(credentials.user)
@@ -592,6 +598,11 @@ class ClientSession:
             return
         try:
             identified = await conn.identify(self._id_params(upstream_cfg.trusted))
+            if upstream_cfg.trusted and identified is None:
+                raise UpstreamError(
+                    "upstream is marked trusted but does not offer ID: the client's "
+                    "address cannot be forwarded (set trusted = false to log in anyway)"
+                )
             if upstream_cfg.trusted and identified is not None and identified.name != "OK":
                 # Without the client's address the server would see the proxy's:
                 # fail closed rather than log in with the wrong one.
@@ -725,7 +736,15 @@ class ClientSession:
                     await self._end_relay(scope)
                     return
                 continue
-            if oldest is not None and oldest is not self._idle and oldest.asked is not None:
+            if upstream.sending_since is not None and now - upstream.sending_since > limit:
+                # The server stopped reading what the proxy sends it.
+                self._close_reason = "upstream not reading"
+                log.warning("upstream error", error="not reading")
+                self._bye("Mail server not responding")
+                await upstream.aclose()
+                await self._end_relay(scope)
+                return
+            if oldest is not None and oldest.asked is not None:
                 # The server owes an answer: the whole command is on the wire, or
                 # a literal's announcement waits for "+".
                 silent_since = max(upstream.last_receive, oldest.asked, self._relayed_at)
@@ -773,14 +792,20 @@ class ClientSession:
             raise _Closed
 
     async def _plain_in_idle(self, frame: Frame) -> None:
+        """A line read while IDLE: DONE ends it. Anything else ends it too and is
+        then handled as the command it probably is (a client that did not wait)."""
+        await self._end_idle()
+        if frame.raw.rstrip(b"\r\n").upper() != b"DONE":
+            await self._complete_frame(Frame(frame.raw))
+
+    async def _end_idle(self) -> None:
+        """Send DONE for the IDLE in progress, if any."""
         idle, self._idle = self._idle, None
         assert self.upstream is not None
         if idle is None or idle.done.is_set():
             return
         await self.upstream.send_raw(b"DONE\r\n")
         self.upstream.end_writing(idle)
-        if frame.raw.rstrip(b"\r\n").upper() != b"DONE":
-            self.write(b"* BAD Expected DONE\r\n")
 
     def _check(self, frame: Frame, *, args: bool = True) -> Command | None:
         """Parse a command; None (with its BAD written) when the codec refuses it."""
@@ -801,12 +826,15 @@ class ClientSession:
             return
         self._cmd = None
         if frame.raw.rstrip(b"\r\n").upper() == b"DONE":
-            if self._idle is not None:
-                # DONE sent with IDLE, before the server's "+" (which clients
-                # should wait for; servers accept it): it ends the IDLE all the same.
-                await self._plain_in_idle(frame)
-            # Else the server ended the IDLE as the client said DONE: nothing to do.
+            # DONE sent with IDLE, before the server's "+" (which clients should
+            # wait for; servers accept it) ends the IDLE all the same; without an
+            # IDLE, the server ended it as the client said DONE: nothing to do.
+            await self._end_idle()
             return
+        if self._idle is not None:
+            # A command pipelined behind IDLE before the "+": end the IDLE first,
+            # or the command would wait behind it for good.
+            await self._end_idle()
         command = self._check(frame)
         if command is None or await self._local(command):
             return
@@ -814,6 +842,9 @@ class ClientSession:
         idle = command.name == "IDLE"
         if idle:  # before sending: the "+" may come at once
             self._idle = forward.request
+        if idle and forward.request is not None:
+            # The server owes its "+" (cleared when it comes: then the client's turn).
+            forward.request.asked = trio.current_time()
         # IDLE is written in full only with its DONE.
         await self._send_region(forward, frame, final=not idle)
 
@@ -985,9 +1016,10 @@ class ClientSession:
         upstream = self.upstream
         assert upstream is not None
         timeout = self.proxy.config.timeouts.upstream_response
-        with trio.move_on_after(timeout):
-            while upstream.oldest is not None:
-                await upstream.oldest.done.wait()
+        # The commands in flight finish first, however long a healthy server takes
+        # (a large FETCH); the watchdog cuts a silent one.
+        while upstream.oldest is not None:
+            await upstream.oldest.done.wait()
         self._logout_reply(tag)
         self.state = State.LOGOUT
         self._close_reason = "logout"
@@ -1015,6 +1047,7 @@ class ClientSession:
     def upstream_continuation(self, request: Request) -> None:
         if request is self._idle:
             self._framer.expect_line()  # the client's next line is DONE
+            request.asked = None  # idling: the client's turn until DONE
 
     def upstream_part(self, part: FramePart | LiteralChunk) -> None:
         if isinstance(part, LiteralChunk):

@@ -54,6 +54,8 @@ class TlsStream(trio.abc.Stream):
         self._closed = False
         self._broken: BaseException | None = None
         self._drained = False  # the last read returned less than asked
+        self._eof = False  # the peer's close was seen while gathering
+        self._pending_error: BaseException | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "broken" if self._broken else "open"
@@ -92,6 +94,14 @@ class TlsStream(trio.abc.Stream):
         size = _DEFAULT_RECEIVE if max_bytes is None else max_bytes
         if size < 1:
             raise ValueError("max_bytes must be >= 1")
+        if self._eof:
+            await trio.lowlevel.checkpoint()
+            return b""
+        if self._pending_error is not None:
+            error, self._pending_error = self._pending_error, None
+            self._broken = error
+            await trio.lowlevel.checkpoint()
+            raise trio.BrokenResourceError(str(error)) from error
         waited = False
         if self._drained and not self._sock.pending():
             # The last read emptied the socket: wait before trying (a read now
@@ -107,9 +117,16 @@ class TlsStream(trio.abc.Stream):
             while total < size:
                 try:
                     more = self._sock.recv(size - total)
-                except (ssl.SSLError, OSError):
-                    break  # nothing more now; an error shows on the next call
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break  # nothing more now
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    self._eof = True  # reported by the next call
+                    break
+                except (ssl.SSLError, OSError) as exc:
+                    self._pending_error = exc  # raised by the next call
+                    break
                 if not more:
+                    self._eof = True
                     break
                 parts.append(more)
                 total += len(more)

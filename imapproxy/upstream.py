@@ -186,6 +186,8 @@ class UpstreamConnection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.last_receive = trio.current_time()
+        #: Since when a write to the server has been blocked (None: not writing).
+        self.sending_since: float | None = None
         self.tls: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -429,10 +431,13 @@ class UpstreamConnection:
             raise UpstreamError(f"upstream protocol error: {exc.text}") from None
 
     async def _send(self, data: bytes | memoryview) -> None:
+        self.sending_since = trio.current_time()
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise UpstreamError(f"upstream connection lost: {exc}") from None
+        finally:
+            self.sending_since = None
         self.bytes_out += len(data)
 
     # -- relay phase ----------------------------------------------------------------
@@ -648,17 +653,18 @@ class UpstreamConnection:
         if self.closed:
             await self.aclose()
             return
-        with trio.move_on_after(min(2.0, self.timeouts.upstream_response)):
-            try:
+        try:
+            with trio.move_on_after(min(2.0, self.timeouts.upstream_response)):
                 tag = next(self._tags)
                 await self._send(tag + b" LOGOUT\r\n")
                 while True:
                     response = await self._read_response()
                     if response.kind is Kind.TAGGED and response.tag == tag:
                         break
-            except UpstreamError:
-                pass
-        await self.aclose()
+        except UpstreamError:
+            pass
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         self.closed = True

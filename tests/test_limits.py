@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imapproxy.limits import ConnectionLimiter, LoginThrottle
+from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle
 
 PER_IP = "Too many connections from your address"
 TOTAL = "Too many connections to the proxy"
@@ -217,54 +219,49 @@ def test_repr() -> None:
     assert repr(limits) == "LoginThrottle(2 pairs, base=0.5s, max=30.0s)"
 
 
-# -- LoginThrottle.reserve: attempts after failures take successive slots -------------
+# -- KeyedGate: one login attempt at a time per (user, client IP) ----------------------
 
 
-def test_reserve_without_failures_waits_nothing() -> None:
-    limits = throttle()
-    assert [limits.reserve("alice", "192.0.2.1", 10.0) for _ in range(5)] == [0.0] * 5
-    assert len(limits) == 0  # asking reserves nothing for an unknown pair
+async def test_gate_holds_one_attempt_per_key_at_a_time() -> None:
+    gate = KeyedGate()
+    inside: list[str] = []
+    first_in, release = trio.Event(), trio.Event()
+
+    async def first() -> None:
+        async with gate.hold(("alice", "192.0.2.1")):
+            inside.append("first")
+            first_in.set()
+            await release.wait()
+            inside.remove("first")
+
+    async def second() -> None:
+        async with gate.hold(("alice", "192.0.2.1")):
+            assert inside == []  # the first one is out before the second is in
+            inside.append("second")
+            inside.remove("second")
+
+    async def other_pair() -> None:
+        async with gate.hold(("alice", "198.51.100.7")):
+            assert inside == ["first"]  # another pair does not wait for alice's
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first)
+            await first_in.wait()
+            nursery.start_soon(second)
+            await other_pair()
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(gate) == 1  # alice's key, held and waited for
+            release.set()
+    assert len(gate) == 0  # keys go when nobody holds or waits
+    assert repr(gate) == "KeyedGate(0 keys)"
 
 
-@pytest.mark.parametrize(("failures", "spacing"), [(1, 1.0), (2, 2.0), (3, 4.0)])
-def test_parallel_reservations_are_spaced_by_the_delay(failures: int, spacing: float) -> None:
-    limits = throttle()
-    for _ in range(failures):
-        limits.failed("alice", "192.0.2.1", 100.0)
-    # Five connections try at once, just after the last failure: they start one
-    # delay apart, the first when the failure's own delay is over.
-    waits = [limits.reserve("alice", "192.0.2.1", 100.25) for _ in range(5)]
-    assert waits == [spacing * (i + 1) - 0.25 for i in range(5)]
-    # Other pairs are not held back by alice's slots.
-    assert limits.reserve("bob", "192.0.2.1", 100.25) == 0.0
-    assert limits.reserve("alice", "198.51.100.7", 100.25) == 0.0
-
-
-def test_reservations_follow_the_current_delay() -> None:
-    limits = throttle()
-    limits.failed("alice", "192.0.2.1", 0.0)
-    assert limits.reserve("alice", "192.0.2.1", 0.0) == 1.0  # slot at 1
-    assert limits.reserve("alice", "192.0.2.1", 0.0) == 2.0  # slot at 2
-    # A reservation past the slots taken, once they are over, waits nothing.
-    assert limits.reserve("alice", "192.0.2.1", 10.0) == 0.0
-
-
-def test_success_clears_reservations() -> None:
-    limits = throttle()
-    limits.failed("alice", "192.0.2.1", 0.0)
-    for _ in range(3):
-        limits.reserve("alice", "192.0.2.1", 0.0)
-    limits.succeeded("alice", "192.0.2.1")
-    assert [limits.reserve("alice", "192.0.2.1", 0.5) for _ in range(3)] == [0.0] * 3
-
-
-def test_sequential_retries_after_the_answered_delay_wait_nothing_extra() -> None:
-    limits = throttle(maximum=1000.0)
-    now = 0.0
-    assert limits.reserve("alice", "192.0.2.1", now) == 0.0
-    for expected in (1.0, 2.0, 4.0, 8.0, 16.0):
-        # The attempt fails; its answer waits the delay; the client retries at once.
-        delay = limits.failed("alice", "192.0.2.1", now)
-        assert delay == expected
-        now += delay
-        assert limits.reserve("alice", "192.0.2.1", now) == 0.0
+async def test_gate_key_released_on_cancellation() -> None:
+    gate = KeyedGate()
+    with trio.move_on_after(0):
+        async with gate.hold("k"):
+            await trio.sleep_forever()
+    assert len(gate) == 0
+    async with gate.hold("k"):
+        assert len(gate) == 1
