@@ -41,6 +41,7 @@ import binascii
 import contextlib
 import itertools
 import re
+import select
 import ssl
 from dataclasses import dataclass
 from enum import Enum
@@ -576,12 +577,34 @@ class ClientSession:
         async with self.proxy.login_gate.hold((key, self.peer[0])):
             await self._login_attempt(tag, credentials, key)
 
+    def _client_gone(self) -> bool:
+        """Whether the client closed its side (checked without reading: a login
+        waiting its turn must not be tried for a client that left)."""
+        stream = self._stream
+        sock = getattr(stream, "socket", None)
+        if sock is None or not hasattr(select, "POLLRDHUP"):
+            return False
+        try:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLRDHUP)
+            events = poller.poll(0)
+        except (OSError, ValueError):
+            return True
+        return any(
+            mask & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, mask in events
+        )
+
     async def _login_attempt(self, tag: bytes, credentials: Credentials, key: str) -> None:
         proxy = self.proxy
         ip = self.peer[0]
         wait = proxy.throttle.delay(key, ip, trio.current_time())
         if wait:
             await trio.sleep(wait)
+        if self._client_gone():
+            # Abandoned while waiting its turn: trying it would only hold the next
+            # attempt of the same (user, IP) back by another failure delay.
+            self._close_reason = "client left during login"
+            raise _Closed
         upstream_cfg = proxy.router.route(credentials.user)
         if upstream_cfg is None:
             log.info("login failed", user=credentials.user, reason="no route")

@@ -13,9 +13,8 @@ server, and a client that stops in the middle of a literal is still timed out.
 
 The section "Second review" covers the findings fixed in f4f8f78 (the login
 gate, LOGOUT behind a long response, TLS close_notify while gathering, IDLE's
-"+", a trusted upstream without ID, commands behind IDLE); one of them, login
-attempts abandoned while waiting their turn, is a strict xfail: that fix does
-not cover it.
+"+", a trusted upstream without ID, commands behind IDLE), and login attempts
+abandoned while waiting their turn, which a later commit skips.
 """
 
 from __future__ import annotations
@@ -690,12 +689,6 @@ async def test_parallel_logins_for_one_user_and_ip_are_tried_one_at_a_time(env) 
         assert server.peak["other"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="f4f8f78: an attempt whose client went away still takes its turn in the "
-    "login gate, contacts the server and fails there (with the failure delay), so "
-    "a later login waits behind every abandoned attempt",
-)
 async def test_abandoned_login_attempts_do_not_delay_a_later_login(env) -> None:
     delay = 0.3
     with trio.fail_after(TEST_TIMEOUT):
