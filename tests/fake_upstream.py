@@ -43,6 +43,7 @@ __all__ = [
     "caps_of",
     "login",
     "plain_b64",
+    "relayed_noop",
 ]
 
 #: Seconds any single read may take before the test fails.
@@ -350,6 +351,16 @@ async def login(
     reply = await client.read_line()
     assert reply.startswith(b"L OK "), reply
     return conn
+
+
+async def relayed_noop(client: RawClient, conn: FakeConnection, tag: bytes = b"b") -> None:
+    """A NOOP from the client reaches the fake, and its answer the client: the
+    session is still in step after whatever the test did before."""
+    await client.send(tag + b" NOOP\r\n")
+    upstream_tag, name, _ = await conn.read_command()
+    assert name == b"NOOP"
+    await conn.send(upstream_tag + b" OK NOOP completed\r\n")
+    assert await client.read_line() == tag + b" OK NOOP completed\r\n"
 
 
 def caps_of(line: bytes) -> set[str]:

@@ -25,6 +25,7 @@ from fake_upstream import (
     caps_of,
     login,
     plain_b64,
+    relayed_noop,
 )
 
 from imapproxy.testing.proxy import ProxyTls
@@ -185,11 +186,7 @@ async def test_refused_synchronizing_literal(env) -> None:
         await conn.send(tag + b" NO [TRYCREATE] No such mailbox\r\n")
         # The client waited for "+" and gets the refusal instead.
         assert await client.read_line() == b"a NO [TRYCREATE] No such mailbox\r\n"
-        await client.send(b"b NOOP\r\n")
-        tag2, name, _ = await conn.read_command()
-        assert name == b"NOOP"
-        await conn.send(tag2 + b" OK NOOP completed\r\n")
-        assert await client.read_line() == b"b OK NOOP completed\r\n"
+        await relayed_noop(client, conn, b"b")
 
 
 async def test_refused_literal_with_commands_pipelined_behind(env) -> None:
@@ -215,11 +212,7 @@ async def test_refused_literal_with_commands_pipelined_behind(env) -> None:
             b"c OK NOOP completed\r\n",
             b"d NO [OVERQUOTA] Quota exceeded\r\n",
         ]
-        await client.send(b"e NOOP\r\n")
-        tag, name, _ = await conn.read_command()
-        assert name == b"NOOP"
-        await conn.send(tag + b" OK NOOP completed\r\n")
-        assert await client.read_line() == b"e OK NOOP completed\r\n"
+        await relayed_noop(client, conn, b"e")
 
 
 @pytest.mark.parametrize("size", [5, 200_000], ids=["inline", "streamed"])
@@ -237,13 +230,11 @@ async def test_refused_literal_is_drained(env, size) -> None:
         await sent.wait()
         # The literal was drained: the next command works, and the fake got
         # nothing of the message.
-        await client.send(b"b NOOP\r\n")
-        tag2, name, _ = await conn.read_command()
-        assert name == b"NOOP"
-        await conn.send(tag2 + b" OK NOOP completed\r\n")
-        assert await client.read_line() == b"b OK NOOP completed\r\n"
+        await relayed_noop(client, conn, b"b")
         after = bytes(conn.received[before:])
-        assert after == tag + b" APPEND Nope {%d}\r\n" % size + tag2 + b" NOOP\r\n"
+        append = tag + b" APPEND Nope {%d}\r\n" % size
+        assert after.startswith(append)
+        assert re.fullmatch(rb"\S+ NOOP\r\n", after[len(append) :])
 
 
 # -- 3. greetings the proxy cannot use ------------------------------------------------
@@ -517,11 +508,7 @@ async def test_upstream_implicit_tls(env, trusted_ca) -> None:
             return
         conn = await login(client, fake)
         assert conn.tls
-        await client.send(b"c NOOP\r\n")
-        tag, name, _ = await conn.read_command()
-        assert name == b"NOOP"
-        await conn.send(tag + b" OK NOOP completed\r\n")
-        assert await client.read_line() == b"c OK NOOP completed\r\n"
+        await relayed_noop(client, conn, b"c")
 
 
 @pytest.mark.parametrize(
@@ -759,8 +746,4 @@ async def test_server_bad_for_a_crossing_done_is_ignored(env) -> None:
             b"DONE BAD Error in IMAP command: Invalid command name\r\n"
         )
         assert await client.read_line() == b"a OK IDLE terminated (timeout)\r\n"
-        await client.send(b"b NOOP\r\n")
-        tag2, name, _ = await conn.read_command()
-        assert name == b"NOOP"
-        await conn.send(tag2 + b" OK NOOP completed\r\n")
-        assert await client.read_line() == b"b OK NOOP completed\r\n"
+        await relayed_noop(client, conn, b"b")

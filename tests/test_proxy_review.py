@@ -43,6 +43,7 @@ from fake_upstream import (
     caps_of,
     login,
     plain_b64,
+    relayed_noop,
 )
 from test_proxy_faults import Env
 
@@ -323,11 +324,7 @@ async def test_slow_append_upload_is_not_a_stalled_server(env, server) -> None:
         if server == "answers":
             await conn.send(tag + b" OK [APPENDUID 1 9] APPEND completed\r\n")
             assert await client.read_line() == b"a OK [APPENDUID 1 9] APPEND completed\r\n"
-            await client.send(b"b NOOP\r\n")
-            tag2, name, _ = await conn.read_command()
-            assert name == b"NOOP"
-            await conn.send(tag2 + b" OK NOOP completed\r\n")
-            assert await client.read_line() == b"b OK NOOP completed\r\n"
+            await relayed_noop(client, conn, b"b")
             assert b"BYE" not in client.received
         else:
             # The command is all on the wire now: the server owes the answer.
@@ -392,11 +389,7 @@ async def test_idle_ended_by_the_server(env, refused) -> None:
         await conn.send(tag + ending)
         assert await client.read_line() == b"a" + ending
         # Without DONE, the client's next line is a command.
-        await client.send(b"b NOOP\r\n")
-        tag2, name, _ = await conn.read_command()
-        assert name == b"NOOP"
-        await conn.send(tag2 + b" OK NOOP completed\r\n")
-        assert await client.read_line() == b"b OK NOOP completed\r\n"
+        await relayed_noop(client, conn, b"b")
 
 
 async def test_done_crossing_the_servers_ok_is_ignored(env) -> None:
