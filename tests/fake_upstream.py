@@ -41,6 +41,7 @@ __all__ = [
     "Peer",
     "RawClient",
     "caps_of",
+    "idling",
     "login",
     "plain_b64",
     "relayed_noop",
@@ -351,6 +352,17 @@ async def login(
     reply = await client.read_line()
     assert reply.startswith(b"L OK "), reply
     return conn
+
+
+async def idling(client: RawClient, conn: FakeConnection) -> bytes:
+    """The client's ``a IDLE`` reaches the fake, whose ``+ idling`` reaches the
+    client; returns the upstream tag of the IDLE."""
+    await client.send(b"a IDLE\r\n")
+    tag, name, _ = await conn.read_command()
+    assert name == b"IDLE"
+    await conn.send(b"+ idling\r\n")
+    assert await client.read_line() == b"+ idling\r\n"
+    return tag
 
 
 async def relayed_noop(client: RawClient, conn: FakeConnection, tag: bytes = b"b") -> None:

@@ -23,6 +23,7 @@ from fake_upstream import (
     FakeUpstream,
     RawClient,
     caps_of,
+    idling,
     login,
     plain_b64,
     relayed_noop,
@@ -734,11 +735,7 @@ async def test_server_bad_for_a_crossing_done_is_ignored(env) -> None:
     # as a command and answers "DONE BAD ...", a tag the proxy never uses.
     with trio.fail_after(TEST_TIMEOUT):
         client, conn = await env.logged_in()
-        await client.send(b"a IDLE\r\n")
-        tag, name, _ = await conn.read_command()
-        assert name == b"IDLE"
-        await conn.send(b"+ idling\r\n")
-        assert await client.read_line() == b"+ idling\r\n"
+        tag = await idling(client, conn)
         await client.send(b"DONE\r\n")
         assert await conn.read_line() == b"DONE\r\n"
         await conn.send(

@@ -41,6 +41,7 @@ from fake_upstream import (
     FakeUpstream,
     RawClient,
     caps_of,
+    idling,
     login,
     plain_b64,
     relayed_noop,
@@ -395,11 +396,7 @@ async def test_idle_ended_by_the_server(env, refused) -> None:
 async def test_done_crossing_the_servers_ok_is_ignored(env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         client, conn = await env.logged_in()
-        await client.send(b"a IDLE\r\n")
-        tag, name, _ = await conn.read_command()
-        assert name == b"IDLE"
-        await conn.send(b"+ idling\r\n")
-        assert await client.read_line() == b"+ idling\r\n"
+        tag = await idling(client, conn)
         await conn.send(tag + b" OK IDLE terminated\r\n")
         # The client said DONE as the server's OK went by (here: the proxy has
         # relayed the OK when the DONE arrives).
@@ -888,11 +885,7 @@ async def test_command_pipelined_behind_idle_ends_it(env) -> None:
 async def test_command_sent_instead_of_done_ends_the_idle(env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         client, conn = await env.logged_in()
-        await client.send(b"a IDLE\r\n")
-        tag, name, _ = await conn.read_command()
-        assert name == b"IDLE"
-        await conn.send(b"+ idling\r\n")
-        assert await client.read_line() == b"+ idling\r\n"
+        tag = await idling(client, conn)
         await client.send(b"b NOOP\r\n")  # instead of DONE
         assert await conn.read_line() == b"DONE\r\n"
         await conn.send(tag + b" OK IDLE terminated\r\n")
