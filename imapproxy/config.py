@@ -67,6 +67,7 @@ __all__ = [
     "Listener",
     "Logging",
     "Routes",
+    "Rules",
     "Section",
     "ServerTls",
     "Timeouts",
@@ -375,6 +376,23 @@ def _writable_file(path: Path, info: ValidationInfo) -> Path:
 
 ReadableFile = Annotated[Path, AfterValidator(_readable_file)]
 """An existing readable file; relative to the configuration file's directory."""
+
+
+def _readable_dir(path: Path, info: ValidationInfo) -> Path:
+    path = _resolve(path, info)
+    if not path.exists():
+        raise _error(f"directory not found: {path}")
+    if not path.is_dir():
+        raise _error(f"not a directory: {path}")
+    try:
+        next(path.iterdir(), None)
+    except OSError as exc:
+        raise _error(f"cannot read {path}: {exc.strerror or exc}") from None
+    return path
+
+
+ReadableDir = Annotated[Path, AfterValidator(_readable_dir)]
+"""An existing readable directory; relative to the configuration file's directory."""
 
 OutputFile = Annotated[Path, AfterValidator(_writable_file)]
 """A file to write to, in an existing directory; relative to the configuration file."""
@@ -723,6 +741,19 @@ class Logging(Section):
     """Appended to; None: standard output."""
 
 
+class Rules(Section):
+    """``[rules]``: where the rule files are and how they decide (docs/rules.md)."""
+
+    dir: ReadableDir | None = None
+    """Directory of ``*.toml`` rule files, loaded in name order; None: no rules."""
+    users_file: ReadableFile | None = None
+    """TOML file of user groups (``[groups] staff = ["alice", ...]``) for ``when.group``."""
+    default: Literal["allow", "deny"] = "allow"
+    """The verdict when no rule decides."""
+    user_case: Literal["lower", "preserve"] = "lower"
+    """How user names are normalised before rules see them (as the upstream does)."""
+
+
 class Config(Section):
     """The whole configuration file. Build it with :func:`load_config`."""
 
@@ -733,6 +764,7 @@ class Config(Section):
     limits: Limits = Field(default_factory=Limits)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     logging: Logging = Field(default_factory=Logging)
+    rules: Rules = Field(default_factory=Rules)
 
     _source: Path = PrivateAttr(default=Path("<string>"))
 

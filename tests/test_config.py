@@ -943,3 +943,45 @@ def test_summary_of_a_minimal_config() -> None:
         "timeouts",
         "logging",
     }
+
+
+# -- [rules] ---------------------------------------------------------------------------
+
+
+def test_rules_section_defaults_to_no_rules() -> None:
+    rules = parse_config(toml(LOOPBACK)).rules
+    assert (rules.dir, rules.users_file, rules.default, rules.user_case) == (
+        None,
+        None,
+        "allow",
+        "lower",
+    )
+
+
+def test_rules_dir_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "rules.d").mkdir()
+    (tmp_path / "groups.toml").write_text("[groups]\n")
+    path = tmp_path / "imapproxy.toml"
+    path.write_text(
+        toml(LOOPBACK) + '[rules]\ndir = "rules.d"\nusers_file = "groups.toml"\ndefault = "deny"\n'
+    )
+    rules = load_config(path).rules
+    assert rules.dir == tmp_path / "rules.d"
+    assert rules.users_file == tmp_path / "groups.toml"
+    assert rules.default == "deny"
+    assert "default = deny" in load_config(path).summary()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('dir = "/nonexistent/rules"', "rules.dir: directory not found: /nonexistent/rules"),
+        ('dir = "/etc/hostname"', "rules.dir: not a directory: /etc/hostname"),
+        ('default = "maybe"', "rules.default: "),
+        ('user_case = "upper"', "rules.user_case: "),
+        ("colour = 1", "rules.colour: "),
+    ],
+)
+def test_rules_section_errors(value: str, message: str) -> None:
+    (error,) = errors_of(LOOPBACK + "[rules]\n" + value + "\n")
+    assert message in error
