@@ -793,9 +793,9 @@ def test_unknown_keys_are_refused_with_the_known_ones() -> None:
         "listener[0].port: unknown key; expected one of: address, tls, name",
         "logging.colour: unknown key; expected one of: level, format, file",
         "source: unknown key; expected one of: "
-        "listener, tls, upstream, routes, limits, timeouts, logging",
+        "listener, tls, upstream, routes, limits, timeouts, logging, rules",
         "cache: unknown key; expected one of: "
-        "listener, tls, upstream, routes, limits, timeouts, logging",
+        "listener, tls, upstream, routes, limits, timeouts, logging, rules",
     ]
 
 
@@ -942,6 +942,7 @@ def test_summary_of_a_minimal_config() -> None:
         "limits",
         "timeouts",
         "logging",
+        "rules",
     }
 
 
