@@ -51,6 +51,8 @@ import structlog
 import trio
 
 from imapproxy import __version__
+from imapproxy.audit import CommandAudit, mailbox_text
+from imapproxy.audit import describe as describe_command
 from imapproxy.logs import get_logger
 from imapproxy.mailbox import SelectedMailbox
 from imapproxy.tls import describe
@@ -85,6 +87,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientSession", "State"]
 
 log = get_logger("imapproxy.session")
+audit_log = get_logger("imapproxy.audit")
 
 RECEIVE_SIZE = 256 * 1024
 FLUSH_AT = 256 * 1024
@@ -227,6 +230,10 @@ class ClientSession:
         """Queue what the upstream sent (the reader task's output)."""
         self._out.append(data)
         self._out_size += len(data)
+        upstream = self.upstream
+        oldest = upstream.oldest if upstream is not None else None
+        if oldest is not None and oldest.note is not None:
+            oldest.note.bytes_down += len(data)
 
     async def flush(self) -> None:
         if not self._out:
@@ -800,6 +807,8 @@ class ClientSession:
             forward = self._cmd
             assert forward is not None and self.upstream is not None
             await self.upstream.send_raw(event.data)
+            if forward.request is not None and forward.request.note is not None:
+                forward.request.note.bytes_up += len(event.data)
         elif isinstance(event, BadFrame):
             forward, self._cmd = self._cmd, None
             if forward is not None and forward.processed:
@@ -838,6 +847,9 @@ class ClientSession:
                 command.args  # noqa: B018 - parsing is the check
         except ParseError as exc:
             self.write(exc.reply.to_bytes())
+            tag = exc.reply.tag or b"*"
+            record = CommandAudit(tag, _name_of(frame) or "?", extra={"local": True})
+            self._audit(record, exc.reply.kind, None, trio.current_time())
             return None
         return command
 
@@ -950,11 +962,29 @@ class ClientSession:
             await self._slot.wait()
         name = command.name
         request = upstream.new_request(name, command.tag, relay_continuations=name == "IDLE")
+        request.note = self._audit_record(command)
         if name in ("SELECT", "EXAMINE"):
             args = command.args
             assert isinstance(args, SelectArgs)
             self._selecting[request] = SelectedMailbox(args.mailbox, readonly=name == "EXAMINE")
         return _Forward(command, request)
+
+    def _audit_record(self, command: Command) -> CommandAudit:
+        utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+        mailboxes, sequence = describe_command(command, utf8=utf8)
+        if command.base_name in ("COPY", "MOVE") and self.mailbox is not None:
+            mailboxes = (mailbox_text(self.mailbox.name, utf8=utf8), *mailboxes)
+        return CommandAudit(command.tag, command.name, mailboxes, sequence)
+
+    def _audit(self, note: CommandAudit, status: str, code: str | None, started: float) -> None:
+        """The command's audit line (debug level until rules set one)."""
+        audit_log.debug(
+            "command",
+            **note.fields(),
+            status=status,
+            code=code,
+            duration_ms=round((trio.current_time() - started) * 1000, 1),
+        )
 
     async def _send_region(self, forward: _Forward, frame: Frame, *, final: bool = True) -> bool:
         """Send the part of ``frame`` not yet sent upstream, literals synchronizing;
@@ -992,18 +1022,24 @@ class ClientSession:
                     if pos == 0:
                         head = request.tag + head[len(forward.command.tag) :]
                     pos = lit.start
+                    if request.note is not None:
+                        request.note.bytes_up += len(head)
                     if not await upstream.send_segment(request, head, literal=True):
                         done = True
                         return False
                 if not lit.streamed:
                     await upstream.send_raw(memoryview(raw)[lit.start : lit.stop])
                     pos = lit.stop
+                    if request.note is not None:
+                        request.note.bytes_up += lit.size
             if pos < len(raw):
                 tail = raw[pos:]
                 if pos == 0:
                     tail = request.tag + tail[len(forward.command.tag) :]
                 await upstream.send_segment(request, tail, literal=False)
                 pos = len(raw)
+                if request.note is not None:
+                    request.note.bytes_up += len(tail)
             done = final
             return True
         except UpstreamError as exc:
@@ -1020,6 +1056,10 @@ class ClientSession:
         name, tag = command.name, command.tag
         if name not in _LOCAL_AFTER_LOGIN:
             return False
+        status = "OK" if name in ("CAPABILITY", "ID", "LOGOUT") else "BAD"
+        self._audit(
+            CommandAudit(tag, name, extra={"local": True}), status, None, trio.current_time()
+        )
         if name == "CAPABILITY":
             self.write(b"* CAPABILITY " + " ".join(self._capabilities()).encode() + b"\r\n")
             self._tagged(tag, "OK", "Capability completed")
@@ -1061,7 +1101,10 @@ class ClientSession:
         elif kind is Kind.TAGGED:
             assert request is not None and request.client_tag is not None
             self._completed(request, response)
-            self._emit(self._status_line(request.client_tag, response.name, response))
+            line = self._status_line(request.client_tag, response.name, response)
+            self._emit(line)
+            if request.note is not None:
+                self._audit(request.note, response.name, _code_of(line), request.started)
             self._slot.set()
             self._drain_if_quiet()
         else:
@@ -1193,6 +1236,15 @@ class ClientSession:
 
 #: The tag-string of an ESEARCH response's correlator (quoted, or an atom).
 _ESEARCH_TAG = re.compile(rb'\* ESEARCH \(TAG ("[^"\\]*"|[^ ()"]+)', re.IGNORECASE)
+
+
+_CODE = re.compile(rb"\S+ [A-Za-z]+ \[([A-Za-z0-9.-]+)")
+
+
+def _code_of(line: bytes) -> str | None:
+    """The response code of a status line (``NOPERM`` of ``a NO [NOPERM] ...``)."""
+    match = _CODE.match(line)
+    return match.group(1).decode("ascii") if match else None
 
 
 def _clean(text: str) -> bytes:

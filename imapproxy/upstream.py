@@ -44,6 +44,7 @@ from typing import Protocol
 
 import trio
 
+from imapproxy.audit import CommandAudit
 from imapproxy.capabilities import is_hop_by_hop
 from imapproxy.config import Timeouts, Upstream
 from imapproxy.logs import get_logger
@@ -127,6 +128,8 @@ class Request:
     #: sending (the client's literal data): a server waiting for it is not slow.
     asked: float | None = None
     untagged: list[Response] = field(default_factory=list, repr=False)
+    #: What the session keeps about the command (its audit record).
+    note: CommandAudit | None = field(default=None, repr=False)
     result: Response | None = None
     done: trio.Event = field(default_factory=trio.Event, repr=False)
     _continuation: trio.Event | None = field(default=None, repr=False)
