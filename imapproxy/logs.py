@@ -37,6 +37,7 @@ __all__ = ["REDACTED", "configure_logging", "get_logger", "is_sensitive_key", "r
 REDACTED = "[REDACTED]"
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_level = 0  # the configured level (0: not configured, everything passes)
 
 # Key parts (split at anything but letters and digits, a plural "s" ignored) that
 # mark a credential, and substrings that do even inside a longer word.
@@ -96,7 +97,8 @@ def configure_logging(cfg: Logging, *, stream: TextIO | None = None) -> None:
     and closes a log file the previous call opened. Raises OSError when the log
     file cannot be opened.
     """
-    global _opened
+    global _opened, _level
+    _level = _LEVELS[cfg.level]
     output: TextIO
     if stream is not None:
         output = stream
@@ -143,6 +145,13 @@ def _is_terminal(output: TextIO) -> bool:
         return output.isatty()
     except (AttributeError, ValueError):  # closed or not a real file
         return False
+
+
+def enabled_for(level: str) -> bool:
+    """Whether events at ``level`` are written (everything is, until
+    :func:`configure_logging` sets a level): lets hot paths skip building an event
+    nobody will see."""
+    return _LEVELS[level] >= _level
 
 
 def get_logger(name: str) -> FilteringBoundLogger:

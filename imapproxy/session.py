@@ -53,7 +53,7 @@ import trio
 from imapproxy import __version__
 from imapproxy.audit import CommandAudit, mailbox_text
 from imapproxy.audit import describe as describe_command
-from imapproxy.logs import get_logger
+from imapproxy.logs import enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
 from imapproxy.tls import describe
 from imapproxy.tlsstream import start_tls
@@ -88,6 +88,9 @@ __all__ = ["ClientSession", "State"]
 
 log = get_logger("imapproxy.session")
 audit_log = get_logger("imapproxy.audit")
+#: The level of audit lines until rules choose one per command.
+AUDIT_LEVEL = "debug"
+_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 RECEIVE_SIZE = 256 * 1024
 FLUSH_AT = 256 * 1024
@@ -847,9 +850,10 @@ class ClientSession:
                 command.args  # noqa: B018 - parsing is the check
         except ParseError as exc:
             self.write(exc.reply.to_bytes())
-            tag = exc.reply.tag or b"*"
-            record = CommandAudit(tag, _name_of(frame) or "?", extra={"local": True})
-            self._audit(record, exc.reply.kind, None, trio.current_time())
+            if enabled_for(AUDIT_LEVEL):
+                tag = exc.reply.tag or b"*"
+                record = CommandAudit(tag, _name_of(frame) or "?", extra={"local": True})
+                self._audit(record, exc.reply.kind, None, trio.current_time())
             return None
         return command
 
@@ -962,7 +966,8 @@ class ClientSession:
             await self._slot.wait()
         name = command.name
         request = upstream.new_request(name, command.tag, relay_continuations=name == "IDLE")
-        request.note = self._audit_record(command)
+        if enabled_for(AUDIT_LEVEL):
+            request.note = self._audit_record(command)
         if name in ("SELECT", "EXAMINE"):
             args = command.args
             assert isinstance(args, SelectArgs)
@@ -978,7 +983,8 @@ class ClientSession:
 
     def _audit(self, note: CommandAudit, status: str, code: str | None, started: float) -> None:
         """The command's audit line (debug level until rules set one)."""
-        audit_log.debug(
+        audit_log.log(
+            _LEVEL_NUMBERS[AUDIT_LEVEL],
             "command",
             **note.fields(),
             status=status,
@@ -1056,10 +1062,10 @@ class ClientSession:
         name, tag = command.name, command.tag
         if name not in _LOCAL_AFTER_LOGIN:
             return False
-        status = "OK" if name in ("CAPABILITY", "ID", "LOGOUT") else "BAD"
-        self._audit(
-            CommandAudit(tag, name, extra={"local": True}), status, None, trio.current_time()
-        )
+        if enabled_for(AUDIT_LEVEL):
+            status = "OK" if name in ("CAPABILITY", "ID", "LOGOUT") else "BAD"
+            record = CommandAudit(tag, name, extra={"local": True})
+            self._audit(record, status, None, trio.current_time())
         if name == "CAPABILITY":
             self.write(b"* CAPABILITY " + " ".join(self._capabilities()).encode() + b"\r\n")
             self._tagged(tag, "OK", "Capability completed")

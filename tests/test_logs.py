@@ -13,6 +13,7 @@ import pytest
 import structlog
 import trio
 
+import imapproxy.logs
 from imapproxy.config import Logging
 from imapproxy.logs import REDACTED, configure_logging, get_logger, is_sensitive_key, redact
 from imapproxy.wire import Secret
@@ -252,3 +253,12 @@ def test_stdout_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(Logging(format="json"))
     get_logger("t").info("to stdout")
     assert json.loads(capsys.readouterr().out)["event"] == "to stdout"
+
+
+def test_enabled_for_follows_the_configured_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imapproxy.logs, "_level", 0)
+    assert imapproxy.logs.enabled_for("debug")  # not configured: everything passes
+    configure_logging(Logging(level="info", format="json"), stream=io.StringIO())
+    assert not imapproxy.logs.enabled_for("debug")
+    assert imapproxy.logs.enabled_for("info")
+    assert imapproxy.logs.enabled_for("error")

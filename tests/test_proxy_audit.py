@@ -8,10 +8,13 @@ import structlog
 import trio
 from imap_raw import RawImap
 
+import imapproxy.logs
 from imapproxy.testing import User
 
 
-async def test_one_audit_line_per_command(proxy, mail_user: User) -> None:
+async def test_one_audit_line_per_command(proxy, mail_user: User, monkeypatch) -> None:
+    # Whatever level an earlier test configured: audit lines are built and written.
+    monkeypatch.setattr(imapproxy.logs, "_level", 0)
     with structlog.testing.capture_logs() as logs, trio.fail_after(30):
         client = await RawImap.connect(
             "localhost", proxy.implicit_port, ssl_context=proxy.ssl_context()
