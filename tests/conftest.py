@@ -20,6 +20,7 @@ a CI run without Dovecot fails loudly rather than passing with half the suite sk
 
 from __future__ import annotations
 
+import io
 import os
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -28,8 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import trio
+from secret_watch import SecretWatch
 
+from imapproxy.config import Logging
+from imapproxy.logs import configure_logging
 from imapproxy.server import Proxy
 from imapproxy.testing import DovecotNotInstalled, DovecotServer, User
 from imapproxy.testing.proxy import ProxyTls, dovecot_upstream, proxy_config
@@ -58,10 +63,44 @@ def dovecot() -> Iterator[DovecotServer]:
         if os.environ.get(SKIP_ENV) == "1":
             pytest.skip(f"{missing} (skipped because {SKIP_ENV}=1)")
         pytest.fail(f"{missing} Or set {SKIP_ENV}=1 to skip the Dovecot tests.", pytrace=False)
+    watch_users(server)
     try:
         yield server
     finally:
         server.stop()
+
+
+# -- never a secret in a log line ------------------------------------------------------
+
+#: Every password the suite gives a Dovecot user, and what tests register.
+SECRETS = SecretWatch()
+
+
+def watch_users(server: DovecotServer) -> None:
+    """Register the passwords of ``server``'s users, now and as they are added."""
+    SECRETS.add_user(server.shared_user.name, server.shared_user.password)
+    add_user = server.add_user
+
+    def add_and_watch(*args: Any, **kwargs: Any) -> User:
+        user = add_user(*args, **kwargs)
+        SECRETS.add_user(user.name, user.password)
+        return user
+
+    server.add_user = add_and_watch  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_any_log_line() -> Iterator[None]:
+    """Each test's log lines, at debug level and as JSON, searched for every
+    registered password and for the base64 of each SASL PLAIN message at all three
+    alignments. (Tests of the logging setup itself replace this configuration.)"""
+    buffer = io.StringIO()
+    configure_logging(Logging(level="debug", format="json"), stream=buffer)
+    yield
+    leaks = SECRETS.leaks(buffer.getvalue().encode("utf-8", "surrogateescape"))
+    structlog.reset_defaults()
+    if leaks:
+        pytest.fail("a log line holds " + "; ".join(leaks), pytrace=False)
 
 
 @pytest.fixture(scope="session")
