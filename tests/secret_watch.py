@@ -56,13 +56,13 @@ class SecretWatch:
         for name, password in self._users.items():
             if len(password) >= MIN_SECRET:
                 found[password.encode()] = f"the password of {name}"
-            user, secret = name.encode(), password.encode()
+            user, octets = name.encode(), password.encode()
             for authzid in (b"", user):
-                for fragment in plain_fragments(authzid + b"\0" + user + b"\0" + secret):
+                for fragment in plain_fragments(authzid + b"\0" + user + b"\0" + octets):
                     found[fragment] = f"a SASL PLAIN payload of {name} (base64)"
-        for secret in self._extra:
-            if len(secret) >= MIN_SECRET:
-                found[secret.encode()] = "a registered secret"
+        for extra in self._extra:
+            if len(extra) >= MIN_SECRET:
+                found[extra.encode()] = "a registered secret"
         return found
 
     def leaks(self, text: bytes) -> list[str]:
