@@ -896,9 +896,11 @@ def load_rules(
         raise RuleError(directory, [f"{directory}: not a directory"])
     groups: dict[str, frozenset[str]] = {}
     group_names: set[str] = set()
+    users_broken = False
     if users_file is not None:
         groups, group_names, users_errors = _load_users(Path(users_file), normalise_user)
         errors += users_errors
+        users_broken = bool(users_errors)
     compiled: list[CompiledRule] = []
     first_seen: dict[str, str] = {}
     files = sorted(path for path in directory.glob("*.toml") if path.is_file())
@@ -929,7 +931,7 @@ def load_rules(
                         "([rules] users_file), and none is configured"
                     )
                     break
-                if group not in group_names:
+                if group not in group_names and not users_broken:
                     known = ", ".join(sorted(group_names)) or "none"
                     errors.append(
                         f"{path}: {label}: when.group: no group {group!r} in {users_file} "

@@ -76,7 +76,9 @@ def _one_or_many(value: Any) -> Any:
     """A string stands for an array of one string; an empty array is refused."""
     if isinstance(value, str):
         return [value]
-    if isinstance(value, list | tuple) and not value:
+    if not isinstance(value, list | tuple):
+        raise _error(f"expected a string or an array of strings, got {_show(value)}")
+    if not value:
         raise _error("expected a string or a non-empty array of strings, got an empty array")
     return value
 
