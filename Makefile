@@ -16,10 +16,12 @@ demo: venv dovecot
 	$(BIN)/python -m imapproxy demo
 
 # The codec alone, then the relay against Dovecot (and nginx's mail proxy where
-# Debian's nginx with libnginx-mod-mail is installed; the benchmark never installs it).
+# Debian's nginx with libnginx-mod-mail is installed; the benchmark never installs it),
+# then the rules engine's per-decision cost.
 bench: venv dovecot
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/rules.py
 
 coverage: venv dovecot
 	$(BIN)/coverage run -m pytest -q

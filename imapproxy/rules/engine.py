@@ -442,9 +442,9 @@ class CompiledRule:
     def matches_session(self, ctx: Context, groups: frozenset[str]) -> bool:
         return all(check(ctx, groups) for check in self.checks)
 
-    def matches_rest(self, mailboxes: tuple[str, ...], size: int | None) -> bool:
-        """The mailbox (any of them) and APPEND size conditions."""
-        if self.mailbox is not None:
+    def matches_rest(self, mailboxes: tuple[str, ...] | None, size: int | None) -> bool:
+        """The mailbox (any of them; None: not checked) and APPEND size conditions."""
+        if self.mailbox is not None and mailboxes is not None:
             regex = self.mailbox.regex.fullmatch
             if not any(regex(name) for name in mailboxes):
                 return False
@@ -627,7 +627,9 @@ def compile_rule(
 
 _MAX_SESSIONS_MEMO = 4096
 _MAX_COMMANDS_MEMO = 256
-_NO_RULES: tuple[CompiledRule, ...] = ()
+_MAX_MAILBOX_MEMO = 65536
+_Candidate = tuple[CompiledRule, int, bool]
+"""A candidate rule, the bit of its mailbox condition (0: none), whether it has a size one."""
 
 
 class RuleSet:
@@ -660,7 +662,15 @@ class RuleSet:
             deny=DEFAULT_DENY if default == "deny" else None,
             rewrite=self._empty_rewrite,
         )
-        self._memo: dict[tuple[Any, ...], dict[str | None, tuple[CompiledRule, ...]]] = {}
+        self._memo: dict[tuple[Any, ...], dict[str | None, tuple[_Candidate, ...]]] = {}
+        # Each rule with a mailbox condition has a bit; a mailbox name maps to the
+        # bits of the rules it matches.
+        with_mailbox = [rule for rule in self.rules if rule.mailbox is not None]
+        self._bits = {id(rule): 1 << i for i, rule in enumerate(with_mailbox)}
+        self._patterns = [
+            (1 << i, rule.mailbox) for i, rule in enumerate(with_mailbox) if rule.mailbox
+        ]
+        self._mailbox_memo: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -680,7 +690,8 @@ class RuleSet:
             return frozenset()
         return self.groups_of_user.get(ctx.user, frozenset())
 
-    def _candidates(self, ctx: Context) -> tuple[CompiledRule, ...]:
+    def _candidates(self, ctx: Context) -> tuple[_Candidate, ...]:
+        """The rules whose session and command conditions match, memoised."""
         peer = ctx.peer
         if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
             peer = peer.ipv4_mapped
@@ -692,28 +703,54 @@ class RuleSet:
                 self._memo.clear()
             by_command = self._memo[key] = {}
         command = ctx.command
-        rules = by_command.get(command)
-        if rules is None:
+        candidates = by_command.get(command)
+        if candidates is None:
             groups = self.groups(ctx)
-            rules = tuple(
-                rule
+            candidates = tuple(
+                (
+                    rule,
+                    self._bits.get(id(rule), 0),
+                    rule.size_min is not None or rule.size_max is not None,
+                )
                 for rule in self.rules
                 if rule.matches_command(command) and rule.matches_session(ctx, groups)
             )
             if len(by_command) >= _MAX_COMMANDS_MEMO:
                 by_command.clear()
-            by_command[command] = rules or _NO_RULES
-        return rules
+            by_command[command] = candidates
+        return candidates
+
+    def _mailbox_mask(self, name: str) -> int:
+        """The bits of the rules whose ``when.mailbox`` matches ``name``, memoised."""
+        mask = self._mailbox_memo.get(name)
+        if mask is None:
+            text = canonical(name, self.separator)
+            mask = 0
+            for bit, pattern in self._patterns:
+                if pattern.regex.fullmatch(text):
+                    mask |= bit
+            if len(self._mailbox_memo) >= _MAX_MAILBOX_MEMO:
+                self._mailbox_memo.clear()
+            self._mailbox_memo[name] = mask
+        return mask
 
     def matching(self, ctx: Context) -> list[CompiledRule]:
         """Every rule (enforced or shadow) whose ``when`` matches ``ctx``, in order."""
         candidates = self._candidates(ctx)
         if not candidates:
             return []
-        separator = self.separator
-        mailboxes = tuple(canonical(name, separator) for name in ctx.mailboxes)
+        mask = 0
+        for name in ctx.mailboxes:
+            mask |= self._mailbox_mask(name)
         size = ctx.append_size
-        return [rule for rule in candidates if rule.matches_rest(mailboxes, size)]
+        matched = []
+        for rule, bit, sized in candidates:
+            if bit and not mask & bit:
+                continue
+            if sized and not rule.matches_rest(None, size):
+                continue
+            matched.append(rule)
+        return matched
 
     def decide(self, ctx: Context) -> Decision:
         """The decision for one command described by ``ctx``."""
@@ -738,7 +775,11 @@ class RuleSet:
         rewrite = self._empty_rewrite
         limits: Limits | None = None
         for rule in matched:
-            effect = rule.effect(command, mailboxes)
+            effect = (
+                rule.effect(command, mailboxes)
+                if rule.verdict is not None and (verdict is None or rule.shadow)
+                else None
+            )
             if rule.shadow:
                 shadowed.append(
                     Shadowed(
@@ -756,11 +797,12 @@ class RuleSet:
             if rule.log_level is not None:
                 if level is None or _LEVEL_RANK[rule.log_level] > _LEVEL_RANK[level]:
                     level = rule.log_level
-                for key, value in rule.log_fields.items():
-                    fields.setdefault(key, value)
+                if rule.log_fields:
+                    fields = {**rule.log_fields, **fields}
             trace = trace or rule.trace
             if rule.rewrite is not None:
-                rewrite = rewrite.merged(rule.rewrite) if not rewrite.empty else rule.rewrite
+                empty = rewrite is self._empty_rewrite
+                rewrite = rule.rewrite if empty else rewrite.merged(rule.rewrite)
             if rule.limits is not None:
                 limits = rule.limits if limits is None else limits.merged(rule.limits)
             if rule.verdict == "readonly":
