@@ -122,11 +122,7 @@ def main() -> None:
         for r in range(max(3, repeats // 3)):
             fresh = generate(count)
             ctxs = contexts(300, users=300, rng=rng, first=1000 + r * 300)
-            first_times.append(
-                timeit.timeit(lambda f=fresh, c=ctxs: [f.decide(x) for x in c], number=1)
-                / 300
-                * 1e6
-            )
+            first_times.append(per_decision_us(fresh, ctxs, 1))
         first_us = statistics.median(first_times)
         verdict = ""
         if count == 100:
