@@ -855,3 +855,12 @@ def test_decisions_are_consistent(compiled, context):
         assert decision.decided_by in decision.matched
     # memoised and fresh rule sets agree
     assert RuleSet(compiled).decide(context) == decision
+
+
+def test_the_engine_does_no_io():
+    import subprocess
+    import sys
+
+    code = "import sys, imapproxy.rules; print(sorted({'trio', 'structlog'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
