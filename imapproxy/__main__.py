@@ -63,22 +63,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check(path: str) -> int:
     from imapproxy.config import ConfigError, load_config
+    from imapproxy.rules import load_configured_rules
 
     try:
         config = load_config(path)
-    except ConfigError as exc:
+        rules = load_configured_rules(config)
+    except ConfigError as exc:  # RuleError is one too
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     print(config.summary())
+    if rules is not None:
+        print(rules.summary())
     return 0
 
 
 def _serve(path: str) -> int:
     from imapproxy.config import ConfigError, load_config
     from imapproxy.logs import configure_logging
+    from imapproxy.rules import load_configured_rules
 
     try:
         config = load_config(path)
+        load_configured_rules(config)  # refused before listening; the proxy loads its own
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

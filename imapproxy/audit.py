@@ -88,6 +88,8 @@ class CommandAudit:
     mailboxes: tuple[str, ...] = ()
     sequence: str | None = None
     rules: tuple[str, ...] = ()
+    #: The level of its line: a rule's ``log`` level, else debug.
+    level: str = "debug"
     #: Octets of the command sent upstream, and of responses relayed to the
     #: client while it was the oldest command in flight.
     bytes_up: int = 0

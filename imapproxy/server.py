@@ -26,10 +26,11 @@ from functools import partial
 import trio
 
 from imapproxy.capabilities import ClientCapabilities
-from imapproxy.config import Config, Listener
+from imapproxy.config import Config, ConfigError, Listener
 from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle
 from imapproxy.logs import get_logger
 from imapproxy.router import Router
+from imapproxy.rules import RuleSet, load_configured_rules
 from imapproxy.session import ClientSession
 from imapproxy.tls import client_context, server_context
 
@@ -61,6 +62,8 @@ class Proxy:
             up.name: client_context(up) if up.tls != "none" else None for up in config.upstreams
         }
         self.router = Router(config)
+        #: The compiled rules (None: no ``[rules] dir``). Raises RuleError.
+        self.rules: RuleSet | None = load_configured_rules(config)
         limits = config.limits
         self.limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
         self.throttle = LoginThrottle(
@@ -181,6 +184,9 @@ def run(config: Config) -> int:
     """``imapproxy serve``: run the proxy until SIGTERM/SIGINT; the exit status."""
     try:
         proxy = Proxy(config)
+    except ConfigError as exc:  # a rule file changed since the check
+        log.error("cannot start", error=str(exc))
+        return 2
     except (OSError, ssl.SSLError) as exc:
         log.error("cannot start", error=str(exc))
         return 1

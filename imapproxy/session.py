@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import ipaddress
 import itertools
 import re
 import select
@@ -55,6 +56,8 @@ from imapproxy.audit import CommandAudit, mailbox_text
 from imapproxy.audit import describe as describe_command
 from imapproxy.logs import enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
+from imapproxy.router import normalise_user
+from imapproxy.rules import READONLY_DENY, Context, Decision
 from imapproxy.tls import describe
 from imapproxy.tlsstream import start_tls
 from imapproxy.upstream import Credentials, Request, UpstreamConnection, UpstreamError
@@ -73,9 +76,10 @@ from imapproxy.wire import (
     RemoteProtocolError,
     Response,
     Role,
+    build_command,
     build_response,
 )
-from imapproxy.wire.commands import AuthenticateArgs, IdArgs, LoginArgs, SelectArgs
+from imapproxy.wire.commands import AppendArgs, AuthenticateArgs, IdArgs, LoginArgs, SelectArgs
 from imapproxy.wire.reader import ParseError
 from imapproxy.wire.responses import CapabilityData, EsearchData, IdData, Kind
 from imapproxy.wire.values import Secret
@@ -108,6 +112,10 @@ _LOCAL_AFTER_LOGIN = frozenset(
         "COMPRESS",
         "UNAUTHENTICATE",
     }
+)
+#: Commands that act on the selected mailbox: rules see it among their mailboxes.
+_ON_SELECTED = frozenset(
+    {"FETCH", "STORE", "EXPUNGE", "SEARCH", "SORT", "THREAD", "COPY", "MOVE", "CLOSE", "REPLACE"}
 )
 #: The client's ID fields forwarded upstream: RFC 2971's standard ones only. Any
 #: ``x-`` field could be one the upstream trusts from a proxy (x-originating-ip,
@@ -159,6 +167,8 @@ class _Forward:
     request: Request | None = None
     processed: int = 0
     deferred: bool = False
+    #: A rule made this SELECT an EXAMINE: the frame sent upstream is rebuilt.
+    examine: bool = False
 
 
 class ClientSession:
@@ -615,6 +625,20 @@ class ClientSession:
             # attempt of the same (user, IP) back by another failure delay.
             self._close_reason = "client left during login"
             raise _Closed
+        if proxy.rules is not None:
+            # Login policy (network, listener, TLS, user): before the upstream.
+            name = "LOGIN" if credentials.mechanism == "LOGIN" else "AUTHENTICATE"
+            context = self._rule_context(name, user=credentials.user)
+            decision = proxy.rules.decide(context)
+            if not decision.allowed:
+                deny = decision.deny or READONLY_DENY
+                log.info("login refused by rule", user=credentials.user, rule=decision.decided_by)
+                if deny.bye:
+                    self._close_reason = "login refused by rule"
+                    self._bye(deny.text)
+                    raise _Closed
+                self._tagged(tag, "NO", deny.text, deny.code)
+                return
         upstream_cfg = proxy.router.route(credentials.user)
         if upstream_cfg is None:
             log.info("login failed", user=credentials.user, reason="no route")
@@ -878,6 +902,10 @@ class ClientSession:
         if command is None or await self._local(command):
             return
         forward = await self._start(command)
+        if forward is None:  # refused by the rules
+            return
+        if forward.examine:  # a rule made this SELECT an EXAMINE
+            frame = build_command(command.tag, "EXAMINE", command.args)
         idle = command.name == "IDLE"
         if idle:  # before sending: the "+" may come at once
             self._idle = forward.request
@@ -905,6 +933,9 @@ class ClientSession:
                 forward = _Forward(command, deferred=True)
             else:
                 forward = await self._start(command)
+                if forward is None:  # refused by the rules, before any "+"
+                    framer.reject_literal()
+                    return
             self._cmd = forward
         if forward.deferred:
             if event.literal.size > framer.inline_literal:
@@ -943,6 +974,10 @@ class ClientSession:
                     framer.reject_frame()
                 return
             forward = self._cmd = await self._start(command)
+            if forward is None:  # refused by the rules: the rest is drained
+                if part.literal is not None:
+                    framer.reject_frame()
+                return
         elif forward.deferred:
             self._cmd = None
             if part.literal is not None:
@@ -957,34 +992,90 @@ class ClientSession:
         if part.literal is None:
             self._cmd = None
 
-    async def _start(self, command: Command) -> _Forward:
-        """Register ``command`` upstream (waiting while too many are in flight)."""
+    async def _start(self, command: Command) -> _Forward | None:
+        """Register ``command`` upstream (waiting while too many are in flight);
+        None when the rules refuse it (the refusal is written)."""
         upstream = self.upstream
         assert upstream is not None
+        decision = self._decide(command)
+        if decision is not None and not decision.allowed:
+            deny = decision.deny or READONLY_DENY
+            self._tagged(command.tag, "NO", deny.text, deny.code)
+            level = decision.log_level or AUDIT_LEVEL
+            if enabled_for(level):
+                record = self._audit_record(command, decision.matched, level)
+                self._audit(record, "NO", deny.code, trio.current_time())
+            return None
         while upstream.in_flight >= self.proxy.config.limits.max_pipelined:
             self._slot = trio.Event()
             await self._slot.wait()
         name = command.name
         request = upstream.new_request(name, command.tag, relay_continuations=name == "IDLE")
-        if enabled_for(AUDIT_LEVEL):
-            request.note = self._audit_record(command)
+        matched = decision.matched if decision is not None else ()
+        level = (decision.log_level if decision is not None else None) or AUDIT_LEVEL
+        if enabled_for(level):
+            request.note = self._audit_record(command, matched, level)
+        examine = decision is not None and decision.examine_instead and name == "SELECT"
         if name in ("SELECT", "EXAMINE"):
             args = command.args
             assert isinstance(args, SelectArgs)
-            self._selecting[request] = SelectedMailbox(args.mailbox, readonly=name == "EXAMINE")
-        return _Forward(command, request)
+            readonly = name == "EXAMINE" or examine
+            self._selecting[request] = SelectedMailbox(args.mailbox, readonly=readonly)
+        return _Forward(command, request, examine=examine)
 
-    def _audit_record(self, command: Command) -> CommandAudit:
+    def _decide(self, command: Command) -> Decision | None:
+        """What the rules say about ``command`` (None: no rules)."""
+        rules = self.proxy.rules
+        if rules is None:
+            return None
+        utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+        mailboxes, _ = describe_command(command, utf8=utf8)
+        if command.base_name in _ON_SELECTED and self.mailbox is not None:
+            mailboxes = (mailbox_text(self.mailbox.name, utf8=utf8), *mailboxes)
+        size = None
+        try:
+            args = command.args
+        except ParseError:
+            args = None
+        if isinstance(args, AppendArgs):
+            size = sum(m.data.size for m in args.messages if m.data is not None)
+        return rules.decide(self._rule_context(command.name, mailboxes, size))
+
+    def _rule_context(
+        self,
+        command: str | None,
+        mailboxes: tuple[str, ...] = (),
+        size: int | None = None,
+        *,
+        user: str | None = None,
+    ) -> Context:
+        user = user or self.user
+        if user is not None and self.proxy.config.rules.user_case == "lower":
+            user = normalise_user(user)
+        return Context(
+            user=user,
+            peer=ipaddress.ip_address(self.peer[0]),
+            listener=self.listener.name,
+            tls=self.tls,
+            upstream=self.upstream.config.name if self.upstream is not None else None,
+            command=command,
+            mailboxes=mailboxes,
+            append_size=size,
+        )
+
+    def _audit_record(
+        self, command: Command, rules: tuple[str, ...] = (), level: str = AUDIT_LEVEL
+    ) -> CommandAudit:
         utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
         mailboxes, sequence = describe_command(command, utf8=utf8)
         if command.base_name in ("COPY", "MOVE") and self.mailbox is not None:
             mailboxes = (mailbox_text(self.mailbox.name, utf8=utf8), *mailboxes)
-        return CommandAudit(command.tag, command.name, mailboxes, sequence)
+        return CommandAudit(command.tag, command.name, mailboxes, sequence, rules, level)
 
     def _audit(self, note: CommandAudit, status: str, code: str | None, started: float) -> None:
         """The command's audit line (debug level until rules set one)."""
         audit_log.log(
-            _LEVEL_NUMBERS[AUDIT_LEVEL],
+            _LEVEL_NUMBERS[note.level],
             "command",
             **note.fields(),
             status=status,

@@ -6,6 +6,8 @@ no I/O after loading, no trio. :mod:`.patterns` has mailbox canonicalisation and
 LIST wildcards, :mod:`.model` the file format.
 """
 
+from imapproxy.config import Config
+from imapproxy.router import normalise_user
 from imapproxy.rules.engine import (
     READONLY_DENY,
     WRITE_TARGETS,
@@ -23,6 +25,25 @@ from imapproxy.rules.engine import (
 )
 from imapproxy.rules.patterns import MailboxPattern, canonical
 
+
+def load_configured_rules(config: Config) -> RuleSet | None:
+    """The rule set a configuration names in ``[rules]`` (None: no rules).
+
+    Raises:
+        RuleError: a rule file is wrong (every problem, one line each).
+    """
+    settings = config.rules
+    if settings.dir is None:
+        return None
+    normalise = normalise_user if settings.user_case == "lower" else str
+    return load_rules(
+        settings.dir,
+        users_file=settings.users_file,
+        default=settings.default,
+        normalise_user=normalise,
+    )
+
+
 __all__ = [
     "READONLY_DENY",
     "WRITE_TARGETS",
@@ -38,5 +59,6 @@ __all__ = [
     "Shadowed",
     "canonical",
     "compile_rule",
+    "load_configured_rules",
     "load_rules",
 ]

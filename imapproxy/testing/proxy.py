@@ -102,6 +102,7 @@ def proxy_config(
     timeouts: dict[str, object] | None = None,
     logging: dict[str, object] | None = None,
     routes: dict[str, object] | None = None,
+    rules: dict[str, object] | None = None,
     host: str = "127.0.0.1",
     ports: dict[str, int] | None = None,
 ) -> Config:
@@ -125,6 +126,7 @@ def proxy_config(
         ("timeouts", timeouts),
         ("logging", logging),
         ("routes", routes),
+        ("rules", rules),
     ):
         if values:
             lines.append(f"[{section}]")

@@ -1,0 +1,187 @@
+"""Rules enforced by the proxy, against Dovecot with a raw client.
+
+What is wired so far: verdicts on commands (deny, readonly: write commands refused
+and SELECT turned into EXAMINE), decided before anything goes upstream -- for
+APPEND before the client gets its "+"; login policy; audit lines at the level a
+rule asks for, naming the rules that matched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import structlog
+import trio
+from conftest import start_proxy
+from imap_raw import RawImap
+
+import imapproxy.logs
+from imapproxy.testing import DovecotServer, User
+from imapproxy.testing.proxy import ProxyTls, dovecot_upstream
+
+EXAMPLES = Path(__file__).parent.parent / "rules"
+
+
+def rules_dir(tmp_path: Path, *names: str, extra: str = "") -> Path:
+    directory = tmp_path / "rules.d"
+    directory.mkdir()
+    for name in names:
+        shutil.copy(EXAMPLES / name, directory / name)
+    if extra:
+        (directory / "99-test.toml").write_text(extra)
+    return directory
+
+
+async def login(port: int, ctx, user: User) -> RawImap:
+    client = await RawImap.connect("localhost", port, ssl_context=ctx)
+    await client.read_line()
+    reply = await client.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
+    assert reply[-1].startswith(b"a OK"), reply
+    return client
+
+
+@pytest.fixture
+def rules_config(tmp_path: Path):
+    def make(*names: str, extra: str = "") -> dict[str, object]:
+        return {"dir": str(rules_dir(tmp_path, *names, extra=extra))}
+
+    return make
+
+
+async def archive_state(dovecot: DovecotServer, user: User) -> tuple[bytes, bytes]:
+    """Straight from Dovecot: the archive's message count and message 1's flags."""
+    direct = await RawImap.connect(
+        "localhost", dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
+    )
+    await direct.read_line()
+    await direct.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
+    status = await direct.command(b"b", b"STATUS Archive (MESSAGES)")
+    await direct.command(b"c", b"EXAMINE Archive")
+    flags = await direct.command(b"d", b"FETCH 1 (FLAGS)")
+    await direct.command(b"e", b"LOGOUT")
+    await direct.aclose()
+    return status[0], flags[0]
+
+
+async def test_read_only_archive(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    with trio.fail_after(30):
+        before = await archive_state(dovecot, mail_user)
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config("20-read-only-archive.toml"),
+        )
+        with trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), mail_user)
+            selected = await client.command(b"b", b"SELECT Archive")
+            # SELECT became EXAMINE: the server says READ-ONLY.
+            assert b"[READ-ONLY]" in selected[-1], selected
+            stored = await client.command(b"c", b"STORE 1 +FLAGS (\\Flagged \\Seen)")
+            assert stored[-1].startswith(b"c NO [NOPERM]")
+            expunged = await client.command(b"d", b"EXPUNGE")
+            assert expunged[-1].startswith(b"d NO [NOPERM]")
+            # APPEND into the archive: refused before the client gets "+".
+            await client.send(b"e APPEND Archive {5}\r\n")
+            assert (await client.read_line()).startswith(b"e NO [NOPERM]")
+            # Copying out of the archive is a read; into it, a write.
+            await client.command(b"f", b"SELECT INBOX")
+            into = await client.command(b"g", b"COPY 1 Archive")
+            assert into[-1].startswith(b"g NO [NOPERM]")
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
+    with trio.fail_after(30):
+        assert await archive_state(dovecot, mail_user) == before  # nothing changed
+
+
+async def test_shared_folders_and_audit_lines(
+    dovecot: DovecotServer,
+    mail_user: User,
+    proxy_tls: ProxyTls,
+    tmp_path: Path,
+    rules_config,
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(imapproxy.logs, "_level", 0)
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config("10-audit-everything.toml", "30-no-deleting-shared-folders.toml"),
+        )
+        with structlog.testing.capture_logs() as logs, trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), mail_user)
+            deleted = await client.command(b"b", b"DELETE Shared/Projects")
+            assert deleted[-1] == b"b NO [NOPERM] Shared folders are managed by IT\r\n"
+            listed = await client.command(b"c", b'LIST "" "Shared/*"')
+            assert any(b"Shared/Projects" in line for line in listed)  # still there
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
+    lines = {e["tag"]: e for e in logs if e.get("event") == "command"}
+    assert lines["b"]["log_level"] == "warning"  # "audit destructive commands"
+    assert lines["b"]["rules"][:1] == ["audit everything"]
+    assert "shared folders are managed by IT" in lines["b"]["rules"]
+    assert lines["b"]["status"] == "NO"
+    assert lines["c"]["log_level"] == "info"
+    assert lines["c"]["rules"] == ["audit everything"]
+
+
+async def test_login_policy_by_network(
+    dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config("70-login-policy-by-network.toml"),
+        )
+        with trio.fail_after(30):
+            client = await RawImap.connect(
+                "localhost", running.implicit_port, ssl_context=running.ssl_context()
+            )
+            await client.read_line()
+            # 127.0.0.1 is neither the office nor the VPN: a staff account gets a
+            # BYE, decided before the upstream is asked (no such user there).
+            await client.send(b'a LOGIN "carol@STAFF.example.com" "whatever-1"\r\n')
+            rest = await client.read_to_eof()
+            assert rest == b"* BYE Staff accounts log in from the office or the VPN\r\n"
+            await client.aclose()
+            # Other users are not concerned by the staff rule.
+            other = await login(running.implicit_port, running.ssl_context(), shared_user)
+            await other.command(b"z", b"LOGOUT")
+            await other.aclose()
+        running.proxy.shutdown()
+
+
+def test_check_validates_the_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from imapproxy.__main__ import main
+
+    directory = rules_dir(
+        tmp_path,
+        "20-read-only-archive.toml",
+        extra='[[rule]]\nname = "bad"\nwhen.network = "10.0.0.1/8"\ndeny = true\n',
+    )
+    config = tmp_path / "imapproxy.toml"
+    config.write_text(
+        '[[listener]]\naddress = "127.0.0.1:1143"\ntls = "none"\n'
+        '[[upstream]]\nname = "u"\naddress = "127.0.0.1:143"\ntls = "none"\n'
+        f'[rules]\ndir = "{directory}"\n'
+    )
+    assert main(["check", "--config", str(config)]) == 2
+    errors = capsys.readouterr().err
+    assert "99-test.toml: rule 'bad' (#1): when.network" in errors
+    (directory / "99-test.toml").unlink()
+    assert main(["check", "--config", str(config)]) == 0
+    assert "archive is read-only" in capsys.readouterr().out
