@@ -998,6 +998,8 @@ class ClientSession:
         upstream = self.upstream
         assert upstream is not None
         decision = self._decide(command)
+        if decision is not None and decision.shadowed:
+            self._log_shadowed(command, decision)
         if decision is not None and not decision.allowed:
             deny = decision.deny or READONLY_DENY
             self._tagged(command.tag, "NO", deny.text, deny.code)
@@ -1022,6 +1024,20 @@ class ClientSession:
             readonly = name == "EXAMINE" or examine
             self._selecting[request] = SelectedMailbox(args.mailbox, readonly=readonly)
         return _Forward(command, request, examine=examine)
+
+    def _log_shadowed(self, command: Command, decision: Decision) -> None:
+        """Dry-run rules (``mode = "shadow"``): what each would have done, logged."""
+        for shadow in decision.shadowed:
+            would = shadow.verdict or ("readonly" if shadow.readonly else "log")
+            audit_log.info(
+                "shadow rule",
+                rule=shadow.rule,
+                tag=command.tag.decode("ascii", "replace"),
+                command=command.name,
+                would=would,
+                decisive=shadow.decisive,
+                code=shadow.deny.code if shadow.deny else None,
+            )
 
     def _decide(self, command: Command) -> Decision | None:
         """What the rules say about ``command`` (None: no rules)."""

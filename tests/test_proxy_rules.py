@@ -116,7 +116,12 @@ async def test_shared_folders_and_audit_lines(
             tmp_path / "proxy",
             proxy_tls,
             [dovecot_upstream(dovecot)],
-            rules=rules_config("10-audit-everything.toml", "30-no-deleting-shared-folders.toml"),
+            rules=rules_config(
+                "10-audit-everything.toml",
+                "30-no-deleting-shared-folders.toml",
+                extra='[[rule]]\nname = "no listing (trial)"\nmode = "shadow"\n'
+                'when.command = "LIST"\ndeny = "not today"\n',
+            ),
         )
         with structlog.testing.capture_logs() as logs, trio.fail_after(30):
             client = await login(running.implicit_port, running.ssl_context(), mail_user)
@@ -133,7 +138,10 @@ async def test_shared_folders_and_audit_lines(
     assert "shared folders are managed by IT" in lines["b"]["rules"]
     assert lines["b"]["status"] == "NO"
     assert lines["c"]["log_level"] == "info"
-    assert lines["c"]["rules"] == ["audit everything"]
+    assert lines["c"]["rules"] == ["audit everything"]  # the shadow rule never counts
+    (shadow,) = [e for e in logs if e.get("event") == "shadow rule"]
+    assert shadow["rule"] == "no listing (trial)"
+    assert (shadow["tag"], shadow["would"], shadow["decisive"]) == ("c", "deny", True)
 
 
 async def test_login_policy_by_network(
