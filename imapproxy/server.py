@@ -26,7 +26,7 @@ from functools import partial
 import trio
 
 from imapproxy.capabilities import ClientCapabilities
-from imapproxy.config import Config, ConfigError, Listener
+from imapproxy.config import Config, ConfigError, Listener, load_config
 from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle
 from imapproxy.logs import get_logger
 from imapproxy.router import Router
@@ -114,11 +114,34 @@ class Proxy:
             await self.drain(sessions.cancel_scope)
 
     async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        with trio.open_signal_receiver(*signals) as received:
             async for signum in received:
+                if signum == signal.SIGHUP:
+                    self.reload()
+                    continue
                 log.info("shutting down", signal=signal.Signals(signum).name)
                 self.shutdown()
                 return
+
+    def reload(self) -> bool:
+        """SIGHUP: read the configuration file again and swap in its rules at once.
+
+        Sessions use the new rules from their next command. A file that does not
+        load keeps the old rules (and says why in the log). Only ``[rules]`` takes
+        effect; other changes need a restart, and the log says so."""
+        try:
+            config = load_config(self.config.source)
+            rules = load_configured_rules(config)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the previous rules", error=str(exc))
+            return False
+        if config.model_dump(exclude={"rules"}) != self.config.model_dump(exclude={"rules"}):
+            log.warning("reload: only [rules] changes take effect; restart for the rest")
+        self.config = self.config.model_copy(update={"rules": config.rules})
+        self.rules = rules
+        log.info("rules reloaded", rules=len(rules) if rules is not None else 0)
+        return True
 
     def shutdown(self) -> None:
         """Stop accepting connections and drain the sessions (what SIGTERM does)."""

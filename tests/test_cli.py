@@ -167,7 +167,10 @@ def test_systemd_unit_runs_check_then_serve_hardened() -> None:
     config = "--config /etc/imapproxy/imapproxy.toml"
     assert settings["ExecStartPre"] == [f"/opt/imapproxy/bin/imapproxy check {config}"]
     assert settings["ExecStart"] == [f"/opt/imapproxy/bin/imapproxy serve {config}"]
-    assert "ExecReload" not in settings
+    assert settings["ExecReload"] == [
+        f"/opt/imapproxy/bin/imapproxy check {config}",
+        "/bin/kill -HUP $MAINPID",
+    ]
     for key, value in {
         "Type": "exec",
         "User": "imapproxy",

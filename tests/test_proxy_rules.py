@@ -193,3 +193,33 @@ def test_check_validates_the_rules(tmp_path: Path, capsys: pytest.CaptureFixture
     (directory / "99-test.toml").unlink()
     assert main(["check", "--config", str(config)]) == 0
     assert "archive is read-only" in capsys.readouterr().out
+
+
+async def test_reload_swaps_rules_for_the_next_command(
+    dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    settings = rules_config("30-no-deleting-shared-folders.toml")
+    directory = Path(str(settings["dir"]))
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery, tmp_path / "proxy", proxy_tls, [dovecot_upstream(dovecot)], rules=settings
+        )
+        proxy = running.proxy
+        with trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), shared_user)
+            status = b"STATUS INBOX (MESSAGES)"
+            assert (await client.command(b"b", status))[-1].startswith(b"b OK")
+            # New rules: STATUS refused, for the session already logged in too.
+            (directory / "40-no-status.toml").write_text(
+                '[[rule]]\nname = "no status"\nwhen.command = "STATUS"\ndeny = "Not now"\n'
+            )
+            assert proxy.reload()
+            assert (await client.command(b"c", status))[-1] == b"c NO [NOPERM] Not now\r\n"
+            # A broken file: the old rules stay.
+            (directory / "50-broken.toml").write_text("[[rule]]\nname = 1\n")
+            assert not proxy.reload()
+            assert (await client.command(b"d", status))[-1] == b"d NO [NOPERM] Not now\r\n"
+            assert proxy.config.source == tmp_path / "proxy" / "imapproxy.toml"
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        proxy.shutdown()
