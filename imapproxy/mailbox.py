@@ -83,7 +83,7 @@ class SelectedMailbox:
                     self.flags = flags.flags
             else:
                 self._code(response)
-        except ParseError:
+        except (ParseError, ValueError):  # ValueError: e.g. "VANISHED $" from a server
             return
 
     def _exists(self, count: int | None) -> None:

@@ -463,3 +463,19 @@ def test_a_huge_count_drops_the_map_instead_of_allocating_it() -> None:
     small.track_uids()
     small.apply(response(b"* %d FETCH (UID 7)\r\n" % (MAX_TRACKED + 1)))
     assert small.uids is None
+
+
+def test_vanished_with_a_saved_result_reference_is_ignored() -> None:
+    # "$" is meaningless from a server; it must not raise out of the model.
+    from imapproxy.mailbox import SelectedMailbox
+    from imapproxy.wire import Framer, Mailbox, Response, Role
+
+    framer = Framer(Role.CLIENT)
+    framer.receive_data(b"* VANISHED $\r\n")
+    response = Response.parse(framer.next_event())  # type: ignore[arg-type]
+    for track in (False, True):
+        mailbox = SelectedMailbox(Mailbox(b"INBOX"), readonly=False, exists=3)
+        if track:
+            mailbox.learn_uids([1, 2, 3])
+        mailbox.apply(response)
+        assert mailbox.exists == 3
