@@ -44,7 +44,7 @@ import itertools
 import re
 import select
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -57,7 +57,7 @@ from imapproxy.audit import describe as describe_command
 from imapproxy.logs import enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
 from imapproxy.router import normalise_user
-from imapproxy.rules import READONLY_DENY, Context, Decision
+from imapproxy.rules import READONLY_DENY, Context, Decision, Deny, Rewrite, canonical
 from imapproxy.tls import describe
 from imapproxy.tlsstream import start_tls
 from imapproxy.upstream import Credentials, Request, UpstreamConnection, UpstreamError
@@ -81,7 +81,14 @@ from imapproxy.wire import (
 )
 from imapproxy.wire.commands import AppendArgs, AuthenticateArgs, IdArgs, LoginArgs, SelectArgs
 from imapproxy.wire.reader import ParseError
-from imapproxy.wire.responses import CapabilityData, EsearchData, IdData, Kind
+from imapproxy.wire.responses import (
+    CapabilityData,
+    EsearchData,
+    IdData,
+    Kind,
+    ListData,
+    MailboxStatus,
+)
 from imapproxy.wire.values import Secret
 
 if TYPE_CHECKING:
@@ -113,6 +120,8 @@ _LOCAL_AFTER_LOGIN = frozenset(
         "UNAUTHENTICATE",
     }
 )
+#: How a command naming a hidden mailbox is refused: as if it did not exist.
+_HIDDEN = Deny(text="Mailbox doesn't exist", code="NONEXISTENT")
 #: Commands that act on the selected mailbox: rules see it among their mailboxes.
 _ON_SELECTED = frozenset(
     {"FETCH", "STORE", "EXPUNGE", "SEARCH", "SORT", "THREAD", "COPY", "MOVE", "CLOSE", "REPLACE"}
@@ -214,6 +223,8 @@ class ClientSession:
         self._slot = trio.Event()
         self._bye_sent = False
         self._mid_response = False
+        self._rewrite: Rewrite | None = None
+        self._rewrite_of: object = None
         self._held: list[bytes | memoryview] = []
         self._held_size = 0
         self._response_ended = trio.Event()
@@ -1040,7 +1051,8 @@ class ClientSession:
             )
 
     def _decide(self, command: Command) -> Decision | None:
-        """What the rules say about ``command`` (None: no rules)."""
+        """What the rules say about ``command`` (None: no rules). A command that
+        names a hidden mailbox is refused as if it did not exist."""
         rules = self.proxy.rules
         if rules is None:
             return None
@@ -1055,7 +1067,13 @@ class ClientSession:
             args = None
         if isinstance(args, AppendArgs):
             size = sum(m.data.size for m in args.messages if m.data is not None)
-        return rules.decide(self._rule_context(command.name, mailboxes, size))
+        decision = rules.decide(self._rule_context(command.name, mailboxes, size))
+        rewrite = decision.rewrite
+        if decision.allowed and rewrite.hide:
+            named, _ = describe_command(command, utf8=utf8)  # not the selected one
+            if any(rewrite.hidden(canonical(name)) for name in named):
+                return replace(decision, verdict="deny", deny=_HIDDEN)
+        return decision
 
     def _rule_context(
         self,
@@ -1251,8 +1269,34 @@ class ClientSession:
         # The reader waited for the client, not for the server, until now.
         self._relayed_at = trio.current_time()
 
+    def _session_rewrite(self) -> Rewrite | None:
+        """The rewrite of this session's rules (recomputed after a reload)."""
+        rules = self.proxy.rules
+        if rules is None or self.upstream is None:
+            return None
+        if self._rewrite_of is not rules:
+            self._rewrite = rules.session_rewrite(self._rule_context(None))
+            self._rewrite_of = rules
+        return self._rewrite
+
+    def _hidden_response(self, response: Response) -> bool:
+        """A LIST, LSUB or STATUS response about a hidden mailbox (dropped)."""
+        rewrite = self._session_rewrite()
+        if rewrite is None or not rewrite.hide:
+            return False
+        try:
+            data = response.data
+        except ParseError:
+            return False
+        if not isinstance(data, ListData | MailboxStatus):
+            return False
+        utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+        return rewrite.hidden(canonical(mailbox_text(data.mailbox, utf8=utf8)))
+
     def _untagged(self, response: Response) -> None:
         name = response.name
+        if name in ("LIST", "LSUB", "STATUS") and self._hidden_response(response):
+            return
         target = self.mailbox
         upstream = self.upstream
         if upstream is not None and self._selecting:

@@ -223,3 +223,39 @@ async def test_reload_swaps_rules_for_the_next_command(
             await client.command(b"z", b"LOGOUT")
             await client.aclose()
         proxy.shutdown()
+
+
+async def test_hidden_folders(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config("40-hide-folders.toml"),
+        )
+        with trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), mail_user)
+            listed = await client.command(b"b", b'LIST "" "*"')
+            names = [line.rsplit(b" ", 1)[-1].strip() for line in listed[:-1]]
+            assert b"Junk" not in names
+            assert b"INBOX" in names
+            with_status = await client.command(b"c", b'LIST "" "*" RETURN (STATUS (MESSAGES))')
+            assert not any(b"Junk" in line for line in with_status)
+            assert any(line.startswith(b"* STATUS INBOX") for line in with_status)
+            for tag, command in [
+                (b"d", b"SELECT Junk"),
+                (b"e", b"STATUS Junk (MESSAGES)"),
+                (b"f", b"RENAME Archive/2024 Junk"),
+                (b"g", b"DELETE Junk"),
+            ]:
+                reply = await client.command(tag, command)
+                assert reply[-1] == tag + b" NO [NONEXISTENT] Mailbox doesn't exist\r\n"
+            await client.command(b"h", b"SELECT INBOX")
+            copied = await client.command(b"i", b"COPY 1 Junk")
+            assert copied[-1].startswith(b"i NO [NONEXISTENT]")
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
