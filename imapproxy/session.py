@@ -353,7 +353,12 @@ class ClientSession:
         if self.listener.tls == "implicit":
             await self._start_tls()
         caps = self._preauth_capabilities()
-        self.write(b"* OK [CAPABILITY " + " ".join(caps).encode() + b"] imapproxy ready\r\n")
+        greeting = "imapproxy ready"
+        if self.proxy.rules is not None:
+            rewrite = self.proxy.rules.session_rewrite(self._rule_context(None))
+            greeting = rewrite.greeting or greeting
+        caps_text = " ".join(caps).encode()
+        self.write(b"* OK [CAPABILITY " + caps_text + b"] " + _clean(greeting) + b"\r\n")
         with trio.move_on_after(self.proxy.config.timeouts.preauth) as deadline:
             while self.state is State.NOT_AUTHENTICATED:
                 await self._preauth_event(await self._event())
@@ -531,8 +536,12 @@ class ClientSession:
         assert isinstance(args, IdArgs)
         if self.state is State.NOT_AUTHENTICATED:
             self.client_id = _forwardable_id(args.params or ())
+        fields = {"name": "imapproxy", "version": __version__}
+        rewrite = self._session_rewrite()
+        if rewrite is not None:
+            fields.update(rewrite.id_fields)
         frame = build_response(
-            IdData(((b"name", b"imapproxy"), (b"version", __version__.encode())))
+            IdData(tuple((key.encode(), value.encode()) for key, value in fields.items()))
         )
         self.write(frame.raw)
         self._tagged(command.tag, "OK", "ID completed")
@@ -722,7 +731,11 @@ class ClientSession:
 
     def _capabilities(self) -> tuple[str, ...]:
         assert self.upstream is not None
-        return self.proxy.capabilities.authenticated(self.upstream.capabilities)
+        caps = self.proxy.capabilities.authenticated(self.upstream.capabilities)
+        rewrite = self._session_rewrite()
+        if rewrite is not None and not rewrite.empty:
+            caps = tuple(rewrite.capabilities(caps))
+        return caps
 
     # -- authenticated: the relay -----------------------------------------------------
 
@@ -1272,11 +1285,12 @@ class ClientSession:
     def _session_rewrite(self) -> Rewrite | None:
         """The rewrite of this session's rules (recomputed after a reload)."""
         rules = self.proxy.rules
-        if rules is None or self.upstream is None:
+        if rules is None:
             return None
-        if self._rewrite_of is not rules:
+        key = (rules, self.user, self.tls)  # before and after login, STARTTLS
+        if self._rewrite_of != key:
             self._rewrite = rules.session_rewrite(self._rule_context(None))
-            self._rewrite_of = rules
+            self._rewrite_of = key
         return self._rewrite
 
     def _hidden_response(self, response: Response) -> bool:

@@ -259,3 +259,38 @@ async def test_hidden_folders(
             await client.command(b"z", b"LOGOUT")
             await client.aclose()
         running.proxy.shutdown()
+
+
+async def test_capabilities_id_and_greeting(
+    dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config(
+                "60-strip-capabilities.toml",
+                extra='[[rule]]\nname = "greeting"\nrewrite.greeting = "Mail service ready"\n',
+            ),
+        )
+        with trio.fail_after(30):
+            client = await RawImap.connect(
+                "localhost", running.implicit_port, ssl_context=running.ssl_context()
+            )
+            assert (await client.read_line()).endswith(b"] Mail service ready\r\n")
+            login = f'LOGIN "{shared_user.name}" "{shared_user.password}"'.encode()
+            reply = (await client.command(b"a", login))[-1]
+            shown = await client.command(b"b", b"CAPABILITY")
+            for caps in (reply, shown[0]):
+                assert b" NOTIFY" not in caps
+                assert b"THREAD=REFERENCES" not in caps
+                assert b"THREAD=REFS" in caps  # not listed in the rule
+                assert b" MOVE" in caps
+            ident = await client.command(b"c", b"ID NIL")
+            assert b'"name" "Example Mail"' in ident[0]
+            assert b'"vendor" "Example Ltd"' in ident[0]
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
