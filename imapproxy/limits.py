@@ -6,6 +6,9 @@
   by failing on purpose; keyed on the IP alone it would punish a whole NATed
   office for one typo. Failures are forgotten after a window, and the table is
   bounded (the oldest entries go first).
+* :class:`RateLimiter` -- token buckets for a rule's ``limit.commands_per_second``
+  per user: a command over the rate waits for its token (the session stops
+  reading the client meanwhile) rather than failing.
 * :class:`KeyedGate` -- one login attempt at a time per (user, client IP), so that
   many parallel connections get no more guesses than one connection does: each
   attempt waits its turn, then the throttle's delay since the latest failure.
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 
 import trio
 
-__all__ = ["ConnectionLimiter", "KeyedGate", "LoginThrottle"]
+__all__ = ["ConnectionLimiter", "KeyedGate", "LoginThrottle", "RateLimiter"]
 
 
 class ConnectionLimiter:
@@ -154,3 +157,47 @@ class KeyedGate:
 
     def __repr__(self) -> str:
         return f"KeyedGate({len(self._locks)} keys)"
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """Token buckets per key (a user): ``rate`` commands per second, bursts of up
+    to ``max(1, rate)``. :meth:`take` says how long the caller must wait for its
+    token; the bucket is debited at once, so callers queue fairly.
+
+    Buckets that have refilled are forgotten once there are more than
+    ``max_keys`` of them.
+    """
+
+    def __init__(self, *, max_keys: int = 100_000) -> None:
+        self.max_keys = max_keys
+        self._buckets: dict[Hashable, _Bucket] = {}
+
+    def take(self, key: Hashable, rate: float, now: float) -> float:
+        """Spend one token of ``key``'s bucket; seconds to wait before acting."""
+        burst = max(1.0, rate)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._forget_full(now, rate)
+            bucket = self._buckets[key] = _Bucket(burst, now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        bucket.tokens -= 1.0
+        return 0.0 if bucket.tokens >= 0 else -bucket.tokens / rate
+
+    def _forget_full(self, now: float, rate: float) -> None:
+        burst = max(1.0, rate)
+        for key in [k for k, b in self._buckets.items() if b.tokens + (now - b.at) * rate >= burst]:
+            del self._buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({len(self._buckets)} keys)"

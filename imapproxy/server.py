@@ -27,7 +27,7 @@ import trio
 
 from imapproxy.capabilities import ClientCapabilities
 from imapproxy.config import Config, ConfigError, Listener, load_config
-from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle
+from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle, RateLimiter
 from imapproxy.logs import get_logger
 from imapproxy.router import Router
 from imapproxy.rules import RuleSet, load_configured_rules
@@ -73,6 +73,7 @@ class Proxy:
         )
         self.capabilities = ClientCapabilities(max_literal=limits.max_literal)
         self.login_gate = KeyedGate()
+        self.command_rate = RateLimiter()
         self.sessions: set[ClientSession] = set()
         self.listening: list[BoundListener] = []
         self._refusals: trio.Semaphore | None = None

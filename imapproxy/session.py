@@ -1032,6 +1032,13 @@ class ClientSession:
                 record = self._audit_record(command, decision.matched, level)
                 self._audit(record, "NO", deny.code, trio.current_time())
             return None
+        rate = decision.limits.commands_per_second if decision is not None else None
+        if rate:
+            # A rule's rate for this user (across its sessions): wait for a token.
+            key = normalise_user(self.user or "")
+            wait = self.proxy.command_rate.take(key, rate, trio.current_time())
+            if wait:
+                await trio.sleep(wait)
         while upstream.in_flight >= self.proxy.config.limits.max_pipelined:
             self._slot = trio.Event()
             await self._slot.wait()

@@ -12,7 +12,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle
+from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle, RateLimiter
 
 PER_IP = "Too many connections from your address"
 TOTAL = "Too many connections to the proxy"
@@ -265,3 +265,30 @@ async def test_gate_key_released_on_cancellation() -> None:
     assert len(gate) == 0
     async with gate.hold("k"):
         assert len(gate) == 1
+
+
+# -- RateLimiter: a rule's commands per second per user --------------------------------
+
+
+def test_rate_limiter_allows_a_burst_then_spaces_commands() -> None:
+    limiter = RateLimiter()
+    waits = [limiter.take("alice", 2.0, 10.0) for _ in range(5)]
+    # Two at once (the burst), then one every half second, queued fairly.
+    assert waits == [0.0, 0.0, 0.5, 1.0, 1.5]
+    assert limiter.take("bob", 2.0, 10.0) == 0.0  # another user has its own bucket
+    # After a quiet while the bucket is full again, never fuller.
+    assert limiter.take("alice", 2.0, 100.0) == 0.0
+    assert limiter.take("alice", 2.0, 100.0) == 0.0
+    assert limiter.take("alice", 2.0, 100.0) == 0.5
+
+
+def test_rate_limiter_below_one_per_second_and_bounded() -> None:
+    limiter = RateLimiter(max_keys=3)
+    assert limiter.take("a", 0.5, 0.0) == 0.0
+    assert limiter.take("a", 0.5, 0.0) == 2.0
+    for key in ("b", "c"):
+        limiter.take(key, 0.5, 0.0)
+    # Full buckets are forgotten when the table is full; "a" still owes tokens.
+    limiter.take("d", 0.5, 10.0)
+    assert len(limiter) <= 3
+    assert repr(limiter).startswith("RateLimiter(")

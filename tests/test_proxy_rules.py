@@ -294,3 +294,28 @@ async def test_capabilities_id_and_greeting(
             await client.command(b"z", b"LOGOUT")
             await client.aclose()
         running.proxy.shutdown()
+
+
+async def test_commands_per_second(
+    dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    rule = '[[rule]]\nname = "slow"\nlimit = { commands_per_second = 20 }\n'
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config(extra=rule),
+        )
+        with trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), shared_user)
+            started = trio.current_time()
+            await client.send(b"".join(b"n%d NOOP\r\n" % i for i in range(30)))
+            for i in range(30):
+                await client.read_until_tagged(b"n%d" % i)
+            # A burst of 20, then 10 more at 20 per second: at least half a second.
+            assert trio.current_time() - started >= 0.45
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
