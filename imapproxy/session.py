@@ -44,6 +44,7 @@ import itertools
 import re
 import select
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -120,6 +121,26 @@ _LOCAL_AFTER_LOGIN = frozenset(
         "UNAUTHENTICATE",
     }
 )
+#: Commands with mailbox arguments the codec does not parse (GenericArgs): with
+#: mailbox rules loaded they are refused, and their capabilities withheld.
+_UNJUDGED = frozenset(
+    {
+        "SETACL",
+        "DELETEACL",
+        "GETACL",
+        "LISTRIGHTS",
+        "MYRIGHTS",
+        "SETMETADATA",
+        "GETMETADATA",
+        "GETQUOTAROOT",
+        "REPLACE",
+        "NOTIFY",
+    }
+)
+_UNJUDGED_CAPABILITIES = frozenset(
+    {"ACL", "METADATA", "METADATA-SERVER", "REPLACE", "NOTIFY", "CATENATE", "URL-PARTIAL"}
+)
+_UNJUDGED_DENY = Deny(text="Not available through this proxy", code="CANNOT")
 #: How a command naming a hidden mailbox is refused: as if it did not exist.
 _HIDDEN = Deny(text="Mailbox doesn't exist", code="NONEXISTENT")
 #: Commands that act on the selected mailbox: rules see it among their mailboxes.
@@ -193,6 +214,7 @@ class ClientSession:
         self.proxy = proxy
         self.id = f"{next(_session_ids):x}"
         self.peer = peer
+        self._peer_ip = ipaddress.ip_address(peer[0])
         self.listener = listener
         self.state = State.NOT_AUTHENTICATED
         self.tls = False
@@ -220,6 +242,7 @@ class ClientSession:
         self._cmd: _Forward | None = None
         self._idle: Request | None = None
         self._selecting: dict[Request, SelectedMailbox] = {}
+        self._unselecting: set[Request] = set()
         self._slot = trio.Event()
         self._bye_sent = False
         self._mid_response = False
@@ -645,10 +668,16 @@ class ClientSession:
             # attempt of the same (user, IP) back by another failure delay.
             self._close_reason = "client left during login"
             raise _Closed
+        upstream_cfg = proxy.router.route(credentials.user)
         if proxy.rules is not None:
-            # Login policy (network, listener, TLS, user): before the upstream.
+            # Login policy (network, listener, TLS, user, upstream): before the
+            # upstream is contacted.
             name = "LOGIN" if credentials.mechanism == "LOGIN" else "AUTHENTICATE"
-            context = self._rule_context(name, user=credentials.user)
+            context = self._rule_context(
+                name,
+                user=credentials.user,
+                upstream=upstream_cfg.name if upstream_cfg is not None else None,
+            )
             decision = proxy.rules.decide(context)
             if not decision.allowed:
                 deny = decision.deny or READONLY_DENY
@@ -659,7 +688,6 @@ class ClientSession:
                     raise _Closed
                 self._tagged(tag, "NO", deny.text, deny.code)
                 return
-        upstream_cfg = proxy.router.route(credentials.user)
         if upstream_cfg is None:
             log.info("login failed", user=credentials.user, reason="no route")
             await trio.sleep(proxy.throttle.failed(key, ip, trio.current_time()))
@@ -732,6 +760,14 @@ class ClientSession:
     def _capabilities(self) -> tuple[str, ...]:
         assert self.upstream is not None
         caps = self.proxy.capabilities.authenticated(self.upstream.capabilities)
+        rules = self.proxy.rules
+        if rules is not None and rules.mailbox_aware:
+            caps = tuple(
+                cap
+                for cap in caps
+                if cap.upper() not in _UNJUDGED_CAPABILITIES
+                and not cap.upper().startswith("RIGHTS=")
+            )
         rewrite = self._session_rewrite()
         if rewrite is not None and not rewrite.empty:
             caps = tuple(rewrite.capabilities(caps))
@@ -1021,6 +1057,14 @@ class ClientSession:
         None when the rules refuse it (the refusal is written)."""
         upstream = self.upstream
         assert upstream is not None
+        if self.proxy.rules is not None and command.base_name in _ON_SELECTED:
+            # Judged against the mailbox it will act on: let a SELECT, EXAMINE,
+            # CLOSE or UNSELECT in flight finish first.
+            while self._selecting or self._unselecting:
+                pending = next(iter(self._selecting or self._unselecting))
+                await pending.done.wait()
+                self._selecting.pop(pending, None)
+                self._unselecting.discard(pending)
         decision = self._decide(command)
         if decision is not None and decision.shadowed:
             self._log_shadowed(command, decision)
@@ -1029,7 +1073,7 @@ class ClientSession:
             self._tagged(command.tag, "NO", deny.text, deny.code)
             level = decision.log_level or AUDIT_LEVEL
             if enabled_for(level):
-                record = self._audit_record(command, decision.matched, level)
+                record = self._audit_record(command, decision.matched, level, decision.log_fields)
                 self._audit(record, "NO", deny.code, trio.current_time())
             return None
         rate = decision.limits.commands_per_second if decision is not None else None
@@ -1047,8 +1091,11 @@ class ClientSession:
         matched = decision.matched if decision is not None else ()
         level = (decision.log_level if decision is not None else None) or AUDIT_LEVEL
         if enabled_for(level):
-            request.note = self._audit_record(command, matched, level)
+            fields = decision.log_fields if decision is not None else None
+            request.note = self._audit_record(command, matched, level, fields)
         examine = decision is not None and decision.examine_instead and name == "SELECT"
+        if name in ("CLOSE", "UNSELECT"):
+            self._unselecting.add(request)
         if name in ("SELECT", "EXAMINE"):
             args = command.args
             assert isinstance(args, SelectArgs)
@@ -1087,6 +1134,14 @@ class ClientSession:
             args = None
         if isinstance(args, AppendArgs):
             size = sum(m.data.size for m in args.messages if m.data is not None)
+        if rules.mailbox_aware and (
+            command.base_name in _UNJUDGED
+            or (isinstance(args, AppendArgs) and any(m.catenate for m in args.messages))
+        ):
+            # Mailbox names the proxy does not read (ACL, METADATA, REPLACE, NOTIFY,
+            # CATENATE URLs) would slip past the mailbox rules: refused.
+            unjudged = rules.decide(self._rule_context(command.name, mailboxes, size))
+            return replace(unjudged, verdict="deny", deny=_UNJUDGED_DENY)
         decision = rules.decide(self._rule_context(command.name, mailboxes, size))
         rewrite = decision.rewrite
         if decision.allowed and rewrite.hide:
@@ -1102,29 +1157,38 @@ class ClientSession:
         size: int | None = None,
         *,
         user: str | None = None,
+        upstream: str | None = None,
     ) -> Context:
         user = user or self.user
+        if upstream is None and self.upstream is not None:
+            upstream = self.upstream.config.name
         if user is not None and self.proxy.config.rules.user_case == "lower":
             user = normalise_user(user)
         return Context(
             user=user,
-            peer=ipaddress.ip_address(self.peer[0]),
+            peer=self._peer_ip,
             listener=self.listener.name,
             tls=self.tls,
-            upstream=self.upstream.config.name if self.upstream is not None else None,
+            upstream=upstream,
             command=command,
             mailboxes=mailboxes,
             append_size=size,
         )
 
     def _audit_record(
-        self, command: Command, rules: tuple[str, ...] = (), level: str = AUDIT_LEVEL
+        self,
+        command: Command,
+        rules: tuple[str, ...] = (),
+        level: str = AUDIT_LEVEL,
+        fields: Mapping[str, object] | None = None,
     ) -> CommandAudit:
         utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
         mailboxes, sequence = describe_command(command, utf8=utf8)
         if command.base_name in ("COPY", "MOVE") and self.mailbox is not None:
             mailboxes = (mailbox_text(self.mailbox.name, utf8=utf8), *mailboxes)
-        return CommandAudit(command.tag, command.name, mailboxes, sequence, rules, level)
+        return CommandAudit(
+            command.tag, command.name, mailboxes, sequence, rules, level, extra=dict(fields or {})
+        )
 
     def _audit(self, note: CommandAudit, status: str, code: str | None, started: float) -> None:
         """The command's audit line (debug level until rules set one)."""
@@ -1384,7 +1448,8 @@ class ClientSession:
             elif response.name == "NO":
                 self.mailbox = None
                 self.state = State.AUTHENTICATED
-        elif name in ("CLOSE", "UNSELECT") and response.name == "OK":
+        self._unselecting.discard(request)
+        if pending is None and name in ("CLOSE", "UNSELECT") and response.name == "OK":
             self.mailbox = None
             self.state = State.AUTHENTICATED
 

@@ -319,3 +319,93 @@ async def test_commands_per_second(
             await client.command(b"z", b"LOGOUT")
             await client.aclose()
         running.proxy.shutdown()
+
+
+async def test_pipelined_behind_select_is_judged_on_the_new_mailbox(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    with trio.fail_after(30):
+        before = await archive_state(dovecot, mail_user)
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config("20-read-only-archive.toml"),
+        )
+        with trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), mail_user)
+            await client.command(b"b", b"SELECT INBOX")
+            await client.send(b"c SELECT Archive\r\nd MOVE 1 INBOX\r\n")
+            await client.read_until_tagged(b"c")
+            moved = await client.read_until_tagged(b"d")
+            assert moved[-1].startswith(b"d NO [NOPERM]"), moved
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
+    with trio.fail_after(30):
+        assert await archive_state(dovecot, mail_user) == before
+
+
+async def test_unjudged_commands_and_catenate_with_mailbox_rules(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config("40-hide-folders.toml"),
+        )
+        with trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), mail_user)
+            caps = (await client.command(b"b", b"CAPABILITY"))[0]
+            assert b" CATENATE" not in caps
+            assert b"URL-PARTIAL" not in caps
+            catenated = await client.command(b"c", b'APPEND Drafts CATENATE (URL "/Junk/;UID=1")')
+            assert catenated[-1] == b"c NO [CANNOT] Not available through this proxy\r\n"
+            meta = await client.command(b"d", b'SETMETADATA Junk (/private/comment "x")')
+            assert meta[-1].startswith(b"d NO [CANNOT]")
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
+
+
+async def test_login_rule_on_the_upstream_and_audit_fields(
+    dovecot: DovecotServer,
+    shared_user: User,
+    proxy_tls: ProxyTls,
+    tmp_path: Path,
+    rules_config,
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(imapproxy.logs, "_level", 0)
+    rules = (
+        '[[rule]]\nname = "closed"\nwhen.command = "LOGIN"\nwhen.upstream = "dovecot"\n'
+        'when.user = "nobody*"\ndeny = "Closed for maintenance"\n'
+    )
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config("10-audit-everything.toml", extra=rules),
+        )
+        with structlog.testing.capture_logs() as logs, trio.fail_after(30):
+            client = await RawImap.connect(
+                "localhost", running.implicit_port, ssl_context=running.ssl_context()
+            )
+            await client.read_line()
+            refused = await client.command(b"a", b"LOGIN nobody1 whatever-password")
+            assert refused[-1] == b"a NO [NOPERM] Closed for maintenance\r\n"
+            await client.aclose()
+            other = await login(running.implicit_port, running.ssl_context(), shared_user)
+            await other.command(b"b", b"NOOP")
+            await other.command(b"z", b"LOGOUT")
+            await other.aclose()
+        running.proxy.shutdown()
+    (noop,) = [e for e in logs if e.get("event") == "command" and e.get("tag") == "b"]
+    assert noop["policy"] == "compliance"  # the rule's log fields

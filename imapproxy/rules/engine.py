@@ -656,6 +656,13 @@ class RuleSet:
         self.groups_of_user: Mapping[str, frozenset[str]] = dict(groups or {})
         self.directory = directory
         self.files = tuple(files)
+        #: Some rule looks at mailbox names (a condition or hiding): commands whose
+        #: mailbox arguments the proxy does not parse cannot be judged then.
+        self.mailbox_aware = any(
+            rule.mailbox is not None or (rule.rewrite is not None and bool(rule.rewrite.hide))
+            for rule in self.rules
+            if not rule.shadow
+        )
         self._empty_rewrite = _empty_rewrite(separator)
         self._default = Decision(
             verdict=default,
