@@ -80,7 +80,15 @@ from imapproxy.wire import (
     build_command,
     build_response,
 )
-from imapproxy.wire.commands import AppendArgs, AuthenticateArgs, IdArgs, LoginArgs, SelectArgs
+from imapproxy.wire.commands import (
+    AppendArgs,
+    AuthenticateArgs,
+    IdArgs,
+    ListArgs,
+    LoginArgs,
+    RenameArgs,
+    SelectArgs,
+)
 from imapproxy.wire.reader import ParseError
 from imapproxy.wire.responses import (
     CapabilityData,
@@ -90,7 +98,7 @@ from imapproxy.wire.responses import (
     ListData,
     MailboxStatus,
 )
-from imapproxy.wire.values import Secret
+from imapproxy.wire.values import Mailbox, Secret
 
 if TYPE_CHECKING:
     from imapproxy.config import Listener
@@ -141,6 +149,7 @@ _UNJUDGED_CAPABILITIES = frozenset(
     {"ACL", "METADATA", "METADATA-SERVER", "REPLACE", "NOTIFY", "CATENATE", "URL-PARTIAL"}
 )
 _UNJUDGED_DENY = Deny(text="Not available through this proxy", code="CANNOT")
+_CANNOT_RENAME = Deny(text="This mailbox cannot be renamed", code="NOPERM")
 #: How a command naming a hidden mailbox is refused: as if it did not exist.
 _HIDDEN = Deny(text="Mailbox doesn't exist", code="NONEXISTENT")
 #: Commands that act on the selected mailbox: rules see it among their mailboxes.
@@ -1065,7 +1074,11 @@ class ClientSession:
                 await pending.done.wait()
                 self._selecting.pop(pending, None)
                 self._unselecting.discard(pending)
-        decision = self._decide(command)
+        descendants: tuple[str, ...] = ()
+        rules = self.proxy.rules
+        if rules is not None and rules.mailbox_aware and command.base_name == "RENAME":
+            descendants = await self._descendants(command)
+        decision = self._decide(command, descendants)
         if decision is not None and decision.shadowed:
             self._log_shadowed(command, decision)
         if decision is not None and not decision.allowed:
@@ -1117,9 +1130,37 @@ class ClientSession:
                 code=shadow.deny.code if shadow.deny else None,
             )
 
-    def _decide(self, command: Command) -> Decision | None:
+    async def _descendants(self, command: Command) -> tuple[str, ...]:
+        """For RENAME: the mailboxes under the old name, which move with it (asked
+        upstream with a LIST of the proxy's own once nothing else is in flight)."""
+        upstream = self.upstream
+        assert upstream is not None
+        try:
+            args = command.args
+        except ParseError:
+            return ()
+        if not isinstance(args, RenameArgs):
+            return ()
+        while upstream.oldest is not None:
+            await upstream.oldest.done.wait()
+        pattern = args.old.raw + b"/*"
+        request = await upstream.command("LIST", ListArgs(Mailbox(b""), (pattern,)))
+        utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+        names = []
+        for response in request.untagged:
+            try:
+                data = response.data
+            except ParseError:
+                continue
+            if isinstance(data, ListData):
+                names.append(mailbox_text(data.mailbox, utf8=utf8))
+        return tuple(names)
+
+    def _decide(self, command: Command, descendants: tuple[str, ...] = ()) -> Decision | None:
         """What the rules say about ``command`` (None: no rules). A command that
-        names a hidden mailbox is refused as if it did not exist."""
+        names a hidden mailbox is refused as if it did not exist; a RENAME whose
+        ``descendants`` (mailboxes under the old name) include a protected or
+        hidden one is refused too."""
         rules = self.proxy.rules
         if rules is None:
             return None
@@ -1127,6 +1168,7 @@ class ClientSession:
         mailboxes, _ = describe_command(command, utf8=utf8)
         if command.base_name in _ON_SELECTED and self.mailbox is not None:
             mailboxes = (mailbox_text(self.mailbox.name, utf8=utf8), *mailboxes)
+        mailboxes += descendants
         size = None
         try:
             args = command.args
@@ -1148,6 +1190,8 @@ class ClientSession:
             named, _ = describe_command(command, utf8=utf8)  # not the selected one
             if any(rewrite.hidden(canonical(name)) for name in named):
                 return replace(decision, verdict="deny", deny=_HIDDEN)
+            if any(rewrite.hidden(canonical(name)) for name in descendants):
+                return replace(decision, verdict="deny", deny=_CANNOT_RENAME)
         return decision
 
     def _rule_context(

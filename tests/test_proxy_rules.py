@@ -409,3 +409,34 @@ async def test_login_rule_on_the_upstream_and_audit_fields(
         running.proxy.shutdown()
     (noop,) = [e for e in logs if e.get("event") == "command" and e.get("tag") == "b"]
     assert noop["policy"] == "compliance"  # the rule's log fields
+
+
+async def test_rename_of_a_parent_is_judged_with_its_children(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    hide_child = '[[rule]]\nname = "hide 2024"\nrewrite.hide = "Archive/2024"\n'
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config("30-no-deleting-shared-folders.toml", extra=hide_child),
+        )
+        with trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), mail_user)
+            # "Shared" itself matches no rule, but Shared/Projects moves with it.
+            shared = await client.command(b"b", b"RENAME Shared Other")
+            assert shared[-1] == b"b NO [NOPERM] Shared folders are managed by IT\r\n"
+            # A hidden child would reappear under the new name.
+            archive = await client.command(b"c", b"RENAME Archive Old")
+            assert archive[-1] == b"c NO [NOPERM] This mailbox cannot be renamed\r\n"
+            # Without such children a RENAME goes through.
+            await client.command(b"d", b"CREATE Plain/Child")
+            renamed = await client.command(b"e", b"RENAME Plain Renamed")
+            assert renamed[-1].startswith(b"e OK"), renamed
+            listed = await client.command(b"f", b'LIST "" "Shared*"')
+            assert any(line.endswith(b"Shared/Projects\r\n") for line in listed)
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
