@@ -108,6 +108,7 @@ __all__ = ["ClientSession", "State"]
 
 log = get_logger("imapproxy.session")
 audit_log = get_logger("imapproxy.audit")
+trace_log = get_logger("imapproxy.trace")
 #: The level of audit lines until rules choose one per command.
 AUDIT_LEVEL = "debug"
 _LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -256,6 +257,7 @@ class ClientSession:
         self._bye_sent = False
         self._mid_response = False
         self._rewrite: Rewrite | None = None
+        self._trace_on = False
         self._rewrite_of: object = None
         self._held: list[bytes | memoryview] = []
         self._held_size = 0
@@ -284,6 +286,8 @@ class ClientSession:
 
     def _emit(self, data: bytes | memoryview) -> None:
         """Queue what the upstream sent (the reader task's output)."""
+        if self._trace_on:
+            self._trace("S", data)
         self._out.append(data)
         self._out_size += len(data)
         upstream = self.upstream
@@ -890,6 +894,9 @@ class ClientSession:
                 return
 
     async def _relay_event(self, event: Event) -> None:
+        self._session_rewrite()  # the session's rules, as they are now
+        if self._trace_on and isinstance(event, Frame | FramePart | LiteralChunk):
+            self._trace("C", event.data if isinstance(event, LiteralChunk) else event.raw)
         if isinstance(event, Frame):
             if event.plain:
                 await self._plain_in_idle(event)
@@ -1404,9 +1411,23 @@ class ClientSession:
             return None
         key = (rules, self.user, self.tls)  # before and after login, STARTTLS
         if self._rewrite_of != key:
-            self._rewrite = rules.session_rewrite(self._rule_context(None))
+            session = rules.session_decision(self._rule_context(None))
+            self._rewrite = session.rewrite
+            # A protocol trace only once logged in: LOGIN is never in it.
+            self._trace_on = session.trace and self.state is not State.NOT_AUTHENTICATED
             self._rewrite_of = key
         return self._rewrite
+
+    def _trace(self, direction: str, data: bytes | memoryview) -> None:
+        """One line of a session's protocol trace (a ``trace`` rule): the wire
+        octets, cut at 1,000, never a credential (LOGIN and AUTHENTICATE lines of
+        a logged-in client are redacted; before login nothing is traced)."""
+        raw = bytes(data[:1000])
+        head = raw.split(b" ", 2)
+        if direction == "C" and len(head) > 1 and head[1].upper() in (b"LOGIN", b"AUTHENTICATE"):
+            raw = head[0] + b" " + head[1] + b" [redacted]"
+        text = raw.decode("utf-8", "backslashreplace")
+        trace_log.info("trace", dir=direction, line=text, size=len(data))
 
     def _hidden_response(self, response: Response) -> bool:
         """A LIST, LSUB or STATUS response about a hidden mailbox (dropped)."""

@@ -440,3 +440,38 @@ async def test_rename_of_a_parent_is_judged_with_its_children(
             await client.command(b"z", b"LOGOUT")
             await client.aclose()
         running.proxy.shutdown()
+
+
+async def test_trace_of_a_matching_session(
+    dovecot: DovecotServer,
+    shared_user: User,
+    mail_user: User,
+    proxy_tls: ProxyTls,
+    tmp_path: Path,
+    rules_config,
+) -> None:
+    rule = f'[[rule]]\nname = "trace one user"\nwhen.user = "{shared_user.name}"\ntrace = true\n'
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            rules=rules_config(extra=rule),
+        )
+        with structlog.testing.capture_logs() as logs, trio.fail_after(30):
+            for user in (shared_user, mail_user):
+                client = await login(running.implicit_port, running.ssl_context(), user)
+                await client.command(b"b", b"EXAMINE INBOX")
+                await client.command(b"c", b'LOGIN again "a-secret-password-1"')
+                await client.command(b"z", b"LOGOUT")
+                await client.aclose()
+        running.proxy.shutdown()
+    trace = [(e["dir"], e["line"]) for e in logs if e.get("event") == "trace"]
+    assert ("C", "b EXAMINE INBOX\r\n") in trace
+    assert any(d == "S" and "EXISTS" in line for d, line in trace)
+    assert ("C", "c LOGIN [redacted]") in trace
+    assert not any("a-secret-password-1" in line for _, line in trace)
+    assert not any(line.startswith("a LOGIN") for _, line in trace)  # before login
+    # Only the matching user's session was traced: one EXAMINE line.
+    assert sum(line.startswith("b EXAMINE") for _, line in trace) == 1
