@@ -34,6 +34,12 @@ def rules_dir(tmp_path: Path, *names: str, extra: str = "") -> Path:
     return directory
 
 
+async def rules_proxy(nursery, dovecot, proxy_tls, tmp_path: Path, rules: dict[str, object]):
+    """The proxy in front of Dovecot with ``[rules]`` set to ``rules``."""
+    upstreams = [dovecot_upstream(dovecot)]
+    return await start_proxy(nursery, tmp_path / "proxy", proxy_tls, upstreams, rules=rules)
+
+
 async def login(port: int, ctx, user: User) -> RawImap:
     client = await RawImap.connect("localhost", port, ssl_context=ctx)
     await client.read_line()
@@ -71,12 +77,8 @@ async def test_read_only_archive(
     with trio.fail_after(30):
         before = await archive_state(dovecot, mail_user)
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery,
-            tmp_path / "proxy",
-            proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config("20-read-only-archive.toml"),
+        running = await rules_proxy(
+            nursery, dovecot, proxy_tls, tmp_path, rules_config("20-read-only-archive.toml")
         )
         with trio.fail_after(30):
             client = await login(running.implicit_port, running.ssl_context(), mail_user)
@@ -111,12 +113,12 @@ async def test_shared_folders_and_audit_lines(
 ) -> None:
     monkeypatch.setattr(imapproxy.logs, "_level", 0)
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
+        running = await rules_proxy(
             nursery,
-            tmp_path / "proxy",
+            dovecot,
             proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config(
+            tmp_path,
+            rules_config(
                 "10-audit-everything.toml",
                 "30-no-deleting-shared-folders.toml",
                 extra='[[rule]]\nname = "no listing (trial)"\nmode = "shadow"\n'
@@ -148,12 +150,8 @@ async def test_login_policy_by_network(
     dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery,
-            tmp_path / "proxy",
-            proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config("70-login-policy-by-network.toml"),
+        running = await rules_proxy(
+            nursery, dovecot, proxy_tls, tmp_path, rules_config("70-login-policy-by-network.toml")
         )
         with trio.fail_after(30):
             client = await RawImap.connect(
@@ -201,9 +199,7 @@ async def test_reload_swaps_rules_for_the_next_command(
     settings = rules_config("30-no-deleting-shared-folders.toml")
     directory = Path(str(settings["dir"]))
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery, tmp_path / "proxy", proxy_tls, [dovecot_upstream(dovecot)], rules=settings
-        )
+        running = await rules_proxy(nursery, dovecot, proxy_tls, tmp_path, settings)
         proxy = running.proxy
         with trio.fail_after(30):
             client = await login(running.implicit_port, running.ssl_context(), shared_user)
@@ -229,12 +225,8 @@ async def test_hidden_folders(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery,
-            tmp_path / "proxy",
-            proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config("40-hide-folders.toml"),
+        running = await rules_proxy(
+            nursery, dovecot, proxy_tls, tmp_path, rules_config("40-hide-folders.toml")
         )
         with trio.fail_after(30):
             client = await login(running.implicit_port, running.ssl_context(), mail_user)
@@ -265,12 +257,12 @@ async def test_capabilities_id_and_greeting(
     dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
+        running = await rules_proxy(
             nursery,
-            tmp_path / "proxy",
+            dovecot,
             proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config(
+            tmp_path,
+            rules_config(
                 "60-strip-capabilities.toml",
                 extra='[[rule]]\nname = "greeting"\nrewrite.greeting = "Mail service ready"\n',
             ),
@@ -301,13 +293,7 @@ async def test_commands_per_second(
 ) -> None:
     rule = '[[rule]]\nname = "slow"\nlimit = { commands_per_second = 20 }\n'
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery,
-            tmp_path / "proxy",
-            proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config(extra=rule),
-        )
+        running = await rules_proxy(nursery, dovecot, proxy_tls, tmp_path, rules_config(extra=rule))
         with trio.fail_after(30):
             client = await login(running.implicit_port, running.ssl_context(), shared_user)
             started = trio.current_time()
@@ -327,12 +313,8 @@ async def test_pipelined_behind_select_is_judged_on_the_new_mailbox(
     with trio.fail_after(30):
         before = await archive_state(dovecot, mail_user)
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery,
-            tmp_path / "proxy",
-            proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config("20-read-only-archive.toml"),
+        running = await rules_proxy(
+            nursery, dovecot, proxy_tls, tmp_path, rules_config("20-read-only-archive.toml")
         )
         with trio.fail_after(30):
             client = await login(running.implicit_port, running.ssl_context(), mail_user)
@@ -352,12 +334,8 @@ async def test_unjudged_commands_and_catenate_with_mailbox_rules(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery,
-            tmp_path / "proxy",
-            proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config("40-hide-folders.toml"),
+        running = await rules_proxy(
+            nursery, dovecot, proxy_tls, tmp_path, rules_config("40-hide-folders.toml")
         )
         with trio.fail_after(30):
             client = await login(running.implicit_port, running.ssl_context(), mail_user)
@@ -387,12 +365,12 @@ async def test_login_rule_on_the_upstream_and_audit_fields(
         'when.user = "nobody*"\ndeny = "Closed for maintenance"\n'
     )
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
+        running = await rules_proxy(
             nursery,
-            tmp_path / "proxy",
+            dovecot,
             proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config("10-audit-everything.toml", extra=rules),
+            tmp_path,
+            rules_config("10-audit-everything.toml", extra=rules),
         )
         with structlog.testing.capture_logs() as logs, trio.fail_after(30):
             client = await RawImap.connect(
@@ -416,12 +394,12 @@ async def test_rename_of_a_parent_is_judged_with_its_children(
 ) -> None:
     hide_child = '[[rule]]\nname = "hide 2024"\nrewrite.hide = "Archive/2024"\n'
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
+        running = await rules_proxy(
             nursery,
-            tmp_path / "proxy",
+            dovecot,
             proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config("30-no-deleting-shared-folders.toml", extra=hide_child),
+            tmp_path,
+            rules_config("30-no-deleting-shared-folders.toml", extra=hide_child),
         )
         with trio.fail_after(30):
             client = await login(running.implicit_port, running.ssl_context(), mail_user)
@@ -452,13 +430,7 @@ async def test_trace_of_a_matching_session(
 ) -> None:
     rule = f'[[rule]]\nname = "trace one user"\nwhen.user = "{shared_user.name}"\ntrace = true\n'
     async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery,
-            tmp_path / "proxy",
-            proxy_tls,
-            [dovecot_upstream(dovecot)],
-            rules=rules_config(extra=rule),
-        )
+        running = await rules_proxy(nursery, dovecot, proxy_tls, tmp_path, rules_config(extra=rule))
         with structlog.testing.capture_logs() as logs, trio.fail_after(30):
             for user in (shared_user, mail_user):
                 client = await login(running.implicit_port, running.ssl_context(), user)
