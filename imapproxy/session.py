@@ -770,6 +770,11 @@ class ClientSession:
             ]
         return params + list(self.client_id[: _ID_MAX_PAIRS - len(params)])
 
+    @property
+    def _utf8(self) -> bool:
+        """Mailbox names travel as UTF-8 (UTF8=ACCEPT or IMAP4rev2 enabled)."""
+        return bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+
     def _capabilities(self) -> tuple[str, ...]:
         assert self.upstream is not None
         caps = self.proxy.capabilities.authenticated(self.upstream.capabilities)
@@ -1085,7 +1090,13 @@ class ClientSession:
         rules = self.proxy.rules
         if rules is not None and rules.mailbox_aware and command.base_name == "RENAME":
             descendants = await self._descendants(command)
-        decision = self._decide(command, descendants)
+        # What the command names, read once for the rules and the audit line.
+        named, sequence = (
+            describe_command(command, utf8=self._utf8)
+            if rules is not None or enabled_for(AUDIT_LEVEL)
+            else ((), None)
+        )
+        decision = self._decide(command, named, descendants)
         if decision is not None and decision.shadowed:
             self._log_shadowed(command, decision)
         if decision is not None and not decision.allowed:
@@ -1093,7 +1104,9 @@ class ClientSession:
             self._tagged(command.tag, "NO", deny.text, deny.code)
             level = decision.log_level or AUDIT_LEVEL
             if enabled_for(level):
-                record = self._audit_record(command, decision.matched, level, decision.log_fields)
+                record = self._audit_record(
+                    command, named, sequence, decision.matched, level, decision.log_fields
+                )
                 self._audit(record, "NO", deny.code, trio.current_time())
             return None
         rate = decision.limits.commands_per_second if decision is not None else None
@@ -1112,7 +1125,7 @@ class ClientSession:
         level = (decision.log_level if decision is not None else None) or AUDIT_LEVEL
         if enabled_for(level):
             fields = decision.log_fields if decision is not None else None
-            request.note = self._audit_record(command, matched, level, fields)
+            request.note = self._audit_record(command, named, sequence, matched, level, fields)
         examine = decision is not None and decision.examine_instead and name == "SELECT"
         if name in ("CLOSE", "UNSELECT"):
             self._unselecting.add(request)
@@ -1152,7 +1165,7 @@ class ClientSession:
             await upstream.oldest.done.wait()
         pattern = args.old.raw + b"/*"
         request = await upstream.command("LIST", ListArgs(Mailbox(b""), (pattern,)))
-        utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+        utf8 = self._utf8
         names = []
         for response in request.untagged:
             try:
@@ -1163,18 +1176,19 @@ class ClientSession:
                 names.append(mailbox_text(data.mailbox, utf8=utf8))
         return tuple(names)
 
-    def _decide(self, command: Command, descendants: tuple[str, ...] = ()) -> Decision | None:
-        """What the rules say about ``command`` (None: no rules). A command that
-        names a hidden mailbox is refused as if it did not exist; a RENAME whose
-        ``descendants`` (mailboxes under the old name) include a protected or
-        hidden one is refused too."""
+    def _decide(
+        self, command: Command, named: tuple[str, ...], descendants: tuple[str, ...] = ()
+    ) -> Decision | None:
+        """What the rules say about ``command``, which ``named`` these mailboxes
+        (None: no rules). A command that names a hidden mailbox is refused as if it
+        did not exist; a RENAME whose ``descendants`` (mailboxes under the old name)
+        include a protected or hidden one is refused too."""
         rules = self.proxy.rules
         if rules is None:
             return None
-        utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
-        mailboxes, _ = describe_command(command, utf8=utf8)
+        mailboxes = named
         if command.base_name in _ON_SELECTED and self.mailbox is not None:
-            mailboxes = (mailbox_text(self.mailbox.name, utf8=utf8), *mailboxes)
+            mailboxes = (mailbox_text(self.mailbox.name, utf8=self._utf8), *mailboxes)
         mailboxes += descendants
         size = None
         try:
@@ -1194,7 +1208,6 @@ class ClientSession:
         decision = rules.decide(self._rule_context(command.name, mailboxes, size))
         rewrite = decision.rewrite
         if decision.allowed and rewrite.hide:
-            named, _ = describe_command(command, utf8=utf8)  # not the selected one
             if any(rewrite.hidden(canonical(name)) for name in named):
                 return replace(decision, verdict="deny", deny=_HIDDEN)
             if any(rewrite.hidden(canonical(name)) for name in descendants):
@@ -1229,14 +1242,15 @@ class ClientSession:
     def _audit_record(
         self,
         command: Command,
+        named: tuple[str, ...],
+        sequence: str | None,
         rules: tuple[str, ...] = (),
         level: str = AUDIT_LEVEL,
         fields: Mapping[str, object] | None = None,
     ) -> CommandAudit:
-        utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
-        mailboxes, sequence = describe_command(command, utf8=utf8)
+        mailboxes = named
         if command.base_name in ("COPY", "MOVE") and self.mailbox is not None:
-            mailboxes = (mailbox_text(self.mailbox.name, utf8=utf8), *mailboxes)
+            mailboxes = (mailbox_text(self.mailbox.name, utf8=self._utf8), *mailboxes)
         return CommandAudit(
             command.tag, command.name, mailboxes, sequence, rules, level, extra=dict(fields or {})
         )
@@ -1440,7 +1454,7 @@ class ClientSession:
             return False
         if not isinstance(data, ListData | MailboxStatus):
             return False
-        utf8 = bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+        utf8 = self._utf8
         return rewrite.hidden(canonical(mailbox_text(data.mailbox, utf8=utf8)))
 
     def _untagged(self, response: Response) -> None:
