@@ -899,7 +899,8 @@ class ClientSession:
                 return
 
     async def _relay_event(self, event: Event) -> None:
-        self._session_rewrite()  # the session's rules, as they are now
+        if self.proxy.rules is not None and not isinstance(event, LiteralChunk):
+            self._session_rewrite()  # the session's rules as they are now (not per chunk)
         if self._trace_on and isinstance(event, Frame | FramePart | LiteralChunk):
             self._trace("C", event.data if isinstance(event, LiteralChunk) else event.raw)
         if isinstance(event, Frame):
