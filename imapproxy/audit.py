@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from imapproxy.wire import Command, Mailbox, SequenceSet
 from imapproxy.wire.commands import (
     AppendArgs,
+    CommandArgs,
     CopyArgs,
     CreateArgs,
     FetchArgs,
@@ -32,7 +33,7 @@ from imapproxy.wire.commands import (
 )
 from imapproxy.wire.reader import ParseError
 
-__all__ = ["CommandAudit", "describe", "mailbox_text", "set_summary"]
+__all__ = ["CommandAudit", "describe", "describe_args", "mailbox_text", "set_summary"]
 
 #: The longest sequence-set text written to an audit line.
 MAX_SET_TEXT = 64
@@ -63,6 +64,11 @@ def describe(command: Command, *, utf8: bool = False) -> tuple[tuple[str, ...], 
         args = command.args
     except ParseError:
         return (), None
+    return describe_args(args, utf8=utf8)
+
+
+def describe_args(args: CommandArgs, *, utf8: bool = False) -> tuple[tuple[str, ...], str | None]:
+    """:func:`describe` for arguments already parsed (or translated)."""
     mailboxes: tuple[Mailbox, ...] = ()
     sequence: SequenceSet | None = None
     if isinstance(args, SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs):

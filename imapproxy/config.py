@@ -752,6 +752,9 @@ class Rules(Section):
     """The verdict when no rule decides."""
     user_case: Literal["lower", "preserve"] = "lower"
     """How user names are normalised before rules see them (as the upstream does)."""
+    separator: str = Field(default="/", min_length=1, max_length=1, pattern=r"^[^*%]$")
+    """The upstream's hierarchy separator: rule patterns (``when.mailbox``,
+    ``rewrite.hide``) and the upstream names of ``rewrite.mailbox`` are written with it."""
 
 
 class Config(Section):

@@ -53,10 +53,10 @@ import structlog
 import trio
 
 from imapproxy import __version__
-from imapproxy.audit import CommandAudit, mailbox_text
-from imapproxy.audit import describe as describe_command
+from imapproxy.audit import CommandAudit, describe_args, mailbox_text
 from imapproxy.logs import enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
+from imapproxy.naming import RENAMED_RESPONSES, Names, Untranslatable
 from imapproxy.router import normalise_user
 from imapproxy.rules import READONLY_DENY, Context, Decision, Deny, Rewrite, canonical
 from imapproxy.tls import describe
@@ -83,6 +83,7 @@ from imapproxy.wire import (
 from imapproxy.wire.commands import (
     AppendArgs,
     AuthenticateArgs,
+    CommandArgs,
     IdArgs,
     ListArgs,
     LoginArgs,
@@ -150,6 +151,7 @@ _UNJUDGED_CAPABILITIES = frozenset(
     {"ACL", "METADATA", "METADATA-SERVER", "REPLACE", "NOTIFY", "CATENATE", "URL-PARTIAL"}
 )
 _UNJUDGED_DENY = Deny(text="Not available through this proxy", code="CANNOT")
+_UNTRANSLATABLE = Deny(text="Mailbox name not valid on this server", code="CANNOT")
 _CANNOT_RENAME = Deny(text="This mailbox cannot be renamed", code="NOPERM")
 #: How a command naming a hidden mailbox is refused: as if it did not exist.
 _HIDDEN = Deny(text="Mailbox doesn't exist", code="NONEXISTENT")
@@ -209,6 +211,12 @@ class _Forward:
     deferred: bool = False
     #: A rule made this SELECT an EXAMINE: the frame sent upstream is rebuilt.
     examine: bool = False
+    #: The arguments with mailbox names in the upstream's form (``rewrite``):
+    #: a whole frame is rebuilt from them.
+    args: CommandArgs | None = None
+    #: For an APPEND relayed as it arrives with its mailbox renamed: the offset
+    #: where the client's mailbox argument ends, and what goes upstream instead.
+    head: tuple[int, bytes] | None = None
 
 
 class ClientSession:
@@ -986,8 +994,10 @@ class ClientSession:
         forward = await self._start(command)
         if forward is None:  # refused by the rules
             return
-        if forward.examine:  # a rule made this SELECT an EXAMINE
-            frame = build_command(command.tag, "EXAMINE", command.args)
+        if (forward.examine or forward.args is not None) and forward.head is None:
+            # A rule made this SELECT an EXAMINE, or renamed a mailbox it names.
+            name = "EXAMINE" if forward.examine else command.name
+            frame = build_command(command.tag, name, forward.args or command.args, utf8=self._utf8)
         idle = command.name == "IDLE"
         if idle:  # before sending: the "+" may come at once
             self._idle = forward.request
@@ -1087,28 +1097,39 @@ class ClientSession:
                 await pending.done.wait()
                 self._selecting.pop(pending, None)
                 self._unselecting.discard(pending)
-        descendants: tuple[str, ...] = ()
         rules = self.proxy.rules
-        if rules is not None and rules.mailbox_aware and command.base_name == "RENAME":
-            descendants = await self._descendants(command)
+        try:
+            args: CommandArgs | None = command.args
+        except ParseError:
+            args = None
+        # Mailbox names in the upstream's form (rewrite.mailbox, rewrite.separator):
+        # rules judge those, and they go upstream.
+        upstream_args: CommandArgs | None = None
+        head: tuple[int, bytes] | None = None
+        names = self._names()
+        if names is not None and args is not None:
+            try:
+                upstream_args = names.command_args(args)
+                if isinstance(upstream_args, AppendArgs):  # relayed as it arrives
+                    head = Names.append_head(command, upstream_args.mailbox, utf8=self._utf8)
+            except Untranslatable:
+                self._refuse(command, _UNTRANSLATABLE)
+                return None
+        client_args, args = args, upstream_args or args
+        descendants: tuple[str, ...] = ()
+        if rules is not None and rules.mailbox_aware and isinstance(args, RenameArgs):
+            descendants = await self._descendants(args)
         # What the command names, read once for the rules and the audit line.
         named, sequence = (
-            describe_command(command, utf8=self._utf8)
-            if rules is not None or enabled_for(AUDIT_LEVEL)
+            describe_args(args, utf8=self._utf8)
+            if args is not None and (rules is not None or enabled_for(AUDIT_LEVEL))
             else ((), None)
         )
         decision = self._decide(command, named, descendants)
         if decision is not None and decision.shadowed:
             self._log_shadowed(command, decision)
         if decision is not None and not decision.allowed:
-            deny = decision.deny or READONLY_DENY
-            self._tagged(command.tag, "NO", deny.text, deny.code)
-            level = decision.log_level or AUDIT_LEVEL
-            if enabled_for(level):
-                record = self._audit_record(
-                    command, named, sequence, decision.matched, level, decision.log_fields
-                )
-                self._audit(record, "NO", deny.code, trio.current_time())
+            self._refuse(command, decision.deny or READONLY_DENY, decision, named, sequence)
             return None
         rate = decision.limits.commands_per_second if decision is not None else None
         if rate:
@@ -1131,11 +1152,38 @@ class ClientSession:
         if name in ("CLOSE", "UNSELECT"):
             self._unselecting.add(request)
         if name in ("SELECT", "EXAMINE"):
-            args = command.args
             assert isinstance(args, SelectArgs)
             readonly = name == "EXAMINE" or examine
             self._selecting[request] = SelectedMailbox(args.mailbox, readonly=readonly)
-        return _Forward(command, request, examine=examine)
+        forward = _Forward(command, request, examine=examine, args=upstream_args)
+        if names is not None and isinstance(client_args, ListArgs):
+            request.listing = names.listing(client_args)
+        forward.head = head
+        return forward
+
+    def _refuse(
+        self,
+        command: Command,
+        deny: Deny,
+        decision: Decision | None = None,
+        named: tuple[str, ...] = (),
+        sequence: str | None = None,
+    ) -> None:
+        """Answer ``command`` with ``deny`` instead of relaying it, and audit it."""
+        self._tagged(command.tag, "NO", deny.text, deny.code)
+        level = (decision.log_level if decision is not None else None) or AUDIT_LEVEL
+        if enabled_for(level):
+            matched = decision.matched if decision is not None else ()
+            fields = decision.log_fields if decision is not None else None
+            record = self._audit_record(command, named, sequence, matched, level, fields)
+            self._audit(record, "NO", deny.code, trio.current_time())
+
+    def _names(self) -> Names | None:
+        """Mailbox name translation for this session (None: names are not rewritten)."""
+        rewrite = self._session_rewrite()
+        if rewrite is None or not rewrite.renames:
+            return None
+        return Names(rewrite, self._utf8)
 
     def _log_shadowed(self, command: Command, decision: Decision) -> None:
         """Dry-run rules (``mode = "shadow"``): what each would have done, logged."""
@@ -1151,20 +1199,17 @@ class ClientSession:
                 code=shadow.deny.code if shadow.deny else None,
             )
 
-    async def _descendants(self, command: Command) -> tuple[str, ...]:
-        """For RENAME: the mailboxes under the old name, which move with it (asked
-        upstream with a LIST of the proxy's own once nothing else is in flight)."""
+    async def _descendants(self, args: RenameArgs) -> tuple[str, ...]:
+        """For RENAME (upstream names): the mailboxes under the old name, which
+        move with it (asked upstream with a LIST of the proxy's own once nothing
+        else is in flight)."""
         upstream = self.upstream
         assert upstream is not None
-        try:
-            args = command.args
-        except ParseError:
-            return ()
-        if not isinstance(args, RenameArgs):
-            return ()
         while upstream.oldest is not None:
             await upstream.oldest.done.wait()
-        pattern = args.old.raw + b"/*"
+        rewrite = self._session_rewrite()
+        separator = rewrite.upstream_separator if rewrite is not None else "/"
+        pattern = args.old.raw + separator.encode() + b"*"
         request = await upstream.command("LIST", ListArgs(Mailbox(b""), (pattern,)))
         utf8 = self._utf8
         names = []
@@ -1208,10 +1253,11 @@ class ClientSession:
             return replace(unjudged, verdict="deny", deny=_UNJUDGED_DENY)
         decision = rules.decide(self._rule_context(command.name, mailboxes, size))
         rewrite = decision.rewrite
+        separator = rewrite.separator
         if decision.allowed and rewrite.hide:
-            if any(rewrite.hidden(canonical(name)) for name in named):
+            if any(rewrite.hidden(canonical(name, separator)) for name in named):
                 return replace(decision, verdict="deny", deny=_HIDDEN)
-            if any(rewrite.hidden(canonical(name)) for name in descendants):
+            if any(rewrite.hidden(canonical(name, separator)) for name in descendants):
                 return replace(decision, verdict="deny", deny=_CANNOT_RENAME)
         return decision
 
@@ -1301,7 +1347,7 @@ class ClientSession:
                         plus = head.rindex(b"+}")
                         head = head[:plus] + head[plus + 1 :]
                     if pos == 0:
-                        head = request.tag + head[len(forward.command.tag) :]
+                        head = self._opening(forward, head)
                     pos = lit.start
                     if request.note is not None:
                         request.note.bytes_up += len(head)
@@ -1316,7 +1362,7 @@ class ClientSession:
             if pos < len(raw):
                 tail = raw[pos:]
                 if pos == 0:
-                    tail = request.tag + tail[len(forward.command.tag) :]
+                    tail = self._opening(forward, tail)
                 await upstream.send_segment(request, tail, literal=False)
                 pos = len(raw)
                 if request.note is not None:
@@ -1331,6 +1377,16 @@ class ClientSession:
             forward.processed = pos
             if done:
                 upstream.end_writing(request)
+
+    @staticmethod
+    def _opening(forward: _Forward, data: bytes) -> bytes:
+        """The first octets of a command as they go upstream: the proxy's tag, and
+        a renamed APPEND mailbox (``data`` starts at the client's tag)."""
+        assert forward.request is not None
+        if forward.head is not None:
+            end, head = forward.head
+            data = head + data[end:]
+        return forward.request.tag + data[len(forward.command.tag) :]
 
     async def _local(self, command: Command) -> bool:
         """Answer the commands the session keeps to itself; True when it did."""
@@ -1456,7 +1512,7 @@ class ClientSession:
         if not isinstance(data, ListData | MailboxStatus):
             return False
         utf8 = self._utf8
-        return rewrite.hidden(canonical(mailbox_text(data.mailbox, utf8=utf8)))
+        return rewrite.hidden(canonical(mailbox_text(data.mailbox, utf8=utf8), rewrite.separator))
 
     def _untagged(self, response: Response) -> None:
         name = response.name
@@ -1470,6 +1526,14 @@ class ClientSession:
                 target = self._selecting[oldest]
         if target is not None:
             target.apply(response)
+        if name in RENAMED_RESPONSES:
+            names = self._names()
+            if names is not None:
+                oldest = upstream.oldest if upstream is not None else None
+                raw = names.response(response, oldest.listing if oldest is not None else None)
+                if raw is not None:
+                    self._emit(raw)
+                return
         if name == "CAPABILITY":
             caps = " ".join(self._capabilities()).encode()
             self._emit(b"* CAPABILITY " + caps + b"\r\n")

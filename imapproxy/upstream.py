@@ -40,7 +40,7 @@ import ssl
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -66,6 +66,9 @@ from imapproxy.wire.commands import AuthenticateArgs, CommandArgs, IdArgs, Login
 from imapproxy.wire.reader import ParseError
 from imapproxy.wire.responses import CapabilityData, Kind, has_capability
 from imapproxy.wire.values import Secret
+
+if TYPE_CHECKING:
+    from imapproxy.rules import MailboxPattern
 
 __all__ = [
     "Credentials",
@@ -130,6 +133,9 @@ class Request:
     untagged: list[Response] = field(default_factory=list, repr=False)
     #: What the session keeps about the command (its audit record).
     note: CommandAudit | None = field(default=None, repr=False)
+    #: For a LIST/LSUB under mailbox renaming: the client's patterns, which the
+    #: (translated) answers must match to be shown.
+    listing: MailboxPattern | None = field(default=None, repr=False)
     result: Response | None = None
     done: trio.Event = field(default_factory=trio.Event, repr=False)
     _continuation: trio.Event | None = field(default=None, repr=False)

@@ -262,16 +262,13 @@ async def test_capabilities_id_and_greeting(
             dovecot,
             proxy_tls,
             tmp_path,
-            rules_config(
-                "60-strip-capabilities.toml",
-                extra='[[rule]]\nname = "greeting"\nrewrite.greeting = "Mail service ready"\n',
-            ),
+            rules_config("60-strip-capabilities.toml"),
         )
         with trio.fail_after(30):
             client = await RawImap.connect(
                 "localhost", running.implicit_port, ssl_context=running.ssl_context()
             )
-            assert (await client.read_line()).endswith(b"] Mail service ready\r\n")
+            assert (await client.read_line()).endswith(b"] Example Mail ready\r\n")
             login = f'LOGIN "{shared_user.name}" "{shared_user.password}"'.encode()
             reply = (await client.command(b"a", login))[-1]
             shown = await client.command(b"b", b"CAPABILITY")

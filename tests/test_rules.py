@@ -150,7 +150,7 @@ def test_examples_together(tmp_path):
     assert legacy.to_upstream("Sent Items/2024") == "Sent.2024"
     assert legacy.to_client("Trash.old") == "Deleted Items/old"
     assert legacy.flag_to_upstream("$junk") == "Junk"
-    assert legacy.greeting == "Mail service ready"
+    assert legacy.greeting == "Example Mail ready"
     assert legacy.hidden("Junk/x")
     assert legacy.hidden(".dovecot")
     assert "NOTIFY" not in legacy.capabilities(["IMAP4rev1", "NOTIFY", "CATENATE", "IDLE"])

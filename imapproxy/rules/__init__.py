@@ -41,6 +41,7 @@ def load_configured_rules(config: Config) -> RuleSet | None:
         users_file=settings.users_file,
         default=settings.default,
         normalise_user=normalise,
+        separator=settings.separator,
     )
 
 

@@ -656,10 +656,12 @@ class RuleSet:
         self.groups_of_user: Mapping[str, frozenset[str]] = dict(groups or {})
         self.directory = directory
         self.files = tuple(files)
-        #: Some rule looks at mailbox names (a condition or hiding): commands whose
-        #: mailbox arguments the proxy does not parse cannot be judged then.
+        #: Some rule looks at mailbox names (a condition, hiding or renaming):
+        #: commands whose mailbox arguments the proxy does not parse cannot be
+        #: judged, or translated, then.
         self.mailbox_aware = any(
-            rule.mailbox is not None or (rule.rewrite is not None and bool(rule.rewrite.hide))
+            rule.mailbox is not None
+            or (rule.rewrite is not None and (bool(rule.rewrite.hide) or rule.rewrite.renames))
             for rule in self.rules
             if not rule.shadow
         )

@@ -280,6 +280,8 @@ class DovecotServer:
         ports: (imap, imaps) ports to try first; if either is taken, free ones are used.
         extra_config: appended verbatim to the generated dovecot.conf.
         startup_timeout: seconds to wait for both listeners to greet.
+        separator: the hierarchy separator of the inbox namespace (``.`` makes a
+            server like the legacy ones that show Maildir++ names as they are).
     """
 
     host = "127.0.0.1"
@@ -296,6 +298,7 @@ class DovecotServer:
         ports: tuple[int, int] | None = None,
         extra_config: str = "",
         startup_timeout: float = 15.0,
+        separator: str = "/",
     ) -> None:
         self._own_workdir = workdir is None
         self._workdir_arg = None if workdir is None else Path(workdir).absolute()
@@ -303,6 +306,7 @@ class DovecotServer:
         self.imap_capability = imap_capability
         self._preferred_ports = ports
         self.extra_config = extra_config
+        self.separator = separator
         self.startup_timeout = startup_timeout
         self._lock = threading.Lock()
         self._user_counter = 0
@@ -739,7 +743,7 @@ class DovecotServer:
             "}",
             "namespace inbox {",
             "  inbox = yes",
-            "  separator = /",
+            f"  separator = {self.separator}",
         ]
         for folder in FOLDERS:
             if folder.special_use:

@@ -370,6 +370,11 @@ class Command:
         return self.name[4:] if self.uid else self.name
 
     @property
+    def args_pos(self) -> int:
+        """Offset in the frame where the arguments begin (at their leading space)."""
+        return self._args_pos
+
+    @property
     def args(self) -> CommandArgs:
         """The typed arguments (parsed once, on first access).
 

@@ -1,0 +1,313 @@
+"""Mailbox names between the client's form and the upstream's (docs/rules.md,
+``rewrite.mailbox`` and ``rewrite.separator``).
+
+A :class:`Names` pairs a session's :class:`~imapproxy.rules.Rewrite` with the
+connection's name encoding (modified UTF-7, or UTF-8 once UTF8=ACCEPT is on) and
+translates wire values, never raw bytes:
+
+* :meth:`Names.command_args`: a command's arguments with every mailbox name in
+  the upstream's form (SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
+  UNSUBSCRIBE, STATUS, APPEND, COPY/MOVE, LIST/LSUB with their patterns);
+* :meth:`Names.response`: a LIST, LSUB, STATUS or NAMESPACE response in the
+  client's form, or None when the client must not see it.
+
+LIST patterns are translated when the rename map cannot change what they match
+(``Sent Items/%`` is ``Sent/%``); otherwise the upstream is asked for ``*`` and
+the answers are filtered against the client's own pattern (:meth:`Names.listing`).
+An upstream name that the map shadows (the server's own ``Sent Items`` while the
+client's ``Sent Items`` is the server's ``Sent``) is never shown: every name the
+client sees leads back to the mailbox it was listed for.
+
+Pure: no I/O. Names that have no form on the other side raise
+:class:`Untranslatable` (commands) or are left out (responses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from imapproxy.rules import MailboxPattern, Rewrite, canonical
+from imapproxy.wire import Command, Mailbox, Response
+from imapproxy.wire.build import FrameBuilder, build_response
+from imapproxy.wire.commands import (
+    AppendArgs,
+    CommandArgs,
+    CopyArgs,
+    CreateArgs,
+    ListArgs,
+    MailboxArgs,
+    RenameArgs,
+    SelectArgs,
+    StatusArgs,
+)
+from imapproxy.wire.reader import ParseError, Reader, Value
+from imapproxy.wire.responses import (
+    ListData,
+    MailboxStatus,
+    NamespaceData,
+    NamespaceDescriptor,
+)
+
+__all__ = ["RENAMED_RESPONSES", "Names", "Untranslatable"]
+
+#: Untagged responses that carry mailbox names the client must see translated.
+RENAMED_RESPONSES = frozenset({"LIST", "LSUB", "STATUS", "NAMESPACE"})
+
+_WILDCARDS = ("*", "%")
+
+
+class Untranslatable(ValueError):
+    """A mailbox name (or pattern) has no form on the other side."""
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Mailbox name translation for one session (see the module docstring)."""
+
+    rewrite: Rewrite
+    utf8: bool = False
+
+    # -- text <-> wire ---------------------------------------------------------------
+
+    def _text(self, raw: bytes) -> str:
+        if self.utf8:
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise Untranslatable("mailbox name is not valid UTF-8") from exc
+        try:
+            return Mailbox(raw).decode()
+        except ValueError as exc:
+            raise Untranslatable(str(exc)) from exc
+
+    def _wire(self, text: str) -> bytes:
+        return text.encode("utf-8") if self.utf8 else Mailbox.from_str(text).raw
+
+    @property
+    def _same_separator(self) -> bool:
+        return self.rewrite.client_separator == self.rewrite.upstream_separator
+
+    # -- commands --------------------------------------------------------------------
+
+    def up(self, mailbox: Mailbox) -> Mailbox:
+        """The upstream's name for the client's ``mailbox`` (the same object when
+        nothing changes, so the name is relayed as the client wrote it)."""
+        text = mailbox.decode(utf8=self.utf8) if mailbox.is_inbox else self._text(mailbox.raw)
+        client = canonical(text, self.rewrite.client_separator)
+        try:
+            upstream = self.rewrite.to_upstream(text)
+            back = self.rewrite.to_client(upstream)
+        except ValueError as exc:
+            raise Untranslatable(str(exc)) from exc
+        if back != client:
+            # The server's mailbox has another name for the client ("Trash" is
+            # "Deleted Items"): this name is not one the client can see.
+            raise Untranslatable(f"mailbox {text!r} is shown under another name")
+        if self._same_separator and upstream == client:
+            return mailbox
+        return Mailbox.from_str(upstream, utf8=self.utf8)
+
+    def pattern_up(self, reference: Mailbox, pattern: bytes) -> bytes:
+        """The upstream's LIST pattern for the client's ``reference`` and
+        ``pattern`` (taken together, as servers do: the reference is a prefix)."""
+        full = self._text(reference.raw) + self._text(pattern)
+        if not full:
+            return pattern  # LIST "" "": the hierarchy separator, no names
+        cut = min((i for i in map(full.find, _WILDCARDS) if i >= 0), default=-1)
+        if cut < 0:
+            return self.up(Mailbox(self._wire(full))).raw
+        literal, rest = full[:cut], full[cut:]
+        client_sep, upstream_sep = self.rewrite.client_separator, self.rewrite.upstream_separator
+        for client, _upstream in self.rewrite.mailboxes:
+            head = client + client_sep
+            if head.startswith(literal) and not literal.startswith(head):
+                # The pattern may match a renamed mailbox (or reach below it)
+                # through its wildcards: ask for everything, filter the answers.
+                return b"*"
+        stripped = literal.rstrip(client_sep)
+        trailing = literal[len(stripped) :]
+        try:
+            translated = self.rewrite.to_upstream(stripped) if stripped else ""
+        except ValueError as exc:
+            raise Untranslatable(str(exc)) from exc
+        if not self._same_separator:
+            if upstream_sep in rest:
+                raise Untranslatable(f"pattern contains the server's separator {upstream_sep!r}")
+            trailing = trailing.replace(client_sep, upstream_sep)
+            rest = rest.replace(client_sep, upstream_sep)
+        return self._wire(translated + trailing + rest)
+
+    def command_args(self, args: CommandArgs) -> CommandArgs | None:
+        """``args`` with mailbox names in the upstream's form; None when no name
+        changes (or the command names none).
+
+        Raises:
+            Untranslatable: a name has no upstream form.
+        """
+        if isinstance(
+            args, SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs | CopyArgs
+        ):
+            mailbox = self.up(args.mailbox)
+            return None if mailbox is args.mailbox else replace(args, mailbox=mailbox)
+        if isinstance(args, RenameArgs):
+            old, new = self.up(args.old), self.up(args.new)
+            return None if old is args.old and new is args.new else RenameArgs(old, new)
+        if isinstance(args, ListArgs):
+            patterns = tuple(self.pattern_up(args.reference, p) for p in args.patterns)
+            if patterns == args.patterns and not args.reference.raw:
+                return None
+            if not any(patterns) and args.reference.raw:
+                # LIST "ref" "": the separator (and root) of the reference's hierarchy.
+                return replace(args, reference=self.up(args.reference))
+            return replace(args, reference=Mailbox(b""), patterns=patterns)
+        return None
+
+    def listing(self, args: ListArgs) -> MailboxPattern | None:
+        """What the client's LIST/LSUB asked for, to filter the upstream's answers
+        (None: a separator query, nothing to filter)."""
+        try:
+            fulls = [self._text(args.reference.raw) + self._text(p) for p in args.patterns]
+        except Untranslatable:
+            return None
+        if not all(fulls):
+            return None
+        return MailboxPattern.compile(fulls, self.rewrite.client_separator)
+
+    @staticmethod
+    def append_head(
+        command: Command, mailbox: Mailbox, *, utf8: bool = False
+    ) -> tuple[int, bytes] | None:
+        """For an APPEND relayed as it arrives: the offset where its mailbox
+        argument ends in the client's frame, and what replaces the frame up to
+        there (tag, name and the upstream's ``mailbox``). None when the client's
+        name is a literal: such an APPEND is received whole and rebuilt instead.
+
+        Raises:
+            Untranslatable: the upstream's name would need a literal itself.
+        """
+        reader = Reader(command.frame, command.args_pos)
+        try:
+            reader.sp()
+            reader.mailbox()
+        except ParseError:
+            return None
+        end = reader.pos
+        literals = command.frame.literals
+        if literals and literals[0].announce < end:
+            return None
+        name = FrameBuilder(utf8=utf8).mailbox(mailbox).build()
+        if name.literals:
+            raise Untranslatable("the server's mailbox name needs a literal")
+        return end, command.frame.raw[: command.args_pos] + b" " + name.raw[:-2]
+
+    # -- responses -------------------------------------------------------------------
+
+    def down(self, mailbox: Mailbox) -> Mailbox | None:
+        """The client's name for the upstream's ``mailbox``; None when the client
+        has no name for it (a level holds the client's separator, or the rename
+        map shadows it). A name that does not decode is passed unchanged."""
+        if mailbox.is_inbox:
+            return mailbox
+        try:
+            text = self._text(mailbox.raw)
+        except Untranslatable:
+            return mailbox
+        rewrite = self.rewrite
+        try:
+            client = rewrite.to_client(text)
+            back = rewrite.to_upstream(client)
+        except ValueError:
+            return None
+        upstream = canonical(text, rewrite.upstream_separator)
+        if back != upstream:
+            return None  # shadowed: the client's name leads to another mailbox
+        if self._same_separator and client == upstream:
+            return mailbox
+        return Mailbox.from_str(client, utf8=self.utf8)
+
+    def _delimiter(self, delimiter: bytes | None) -> bytes | None:
+        if delimiter == self.rewrite.upstream_separator.encode():
+            return self.rewrite.client_separator.encode()
+        return delimiter
+
+    def response(self, response: Response, listing: MailboxPattern | None = None) -> bytes | None:
+        """``response`` (LIST, LSUB, STATUS or NAMESPACE) as the client sees it:
+        its raw bytes when nothing changes, rebuilt when a name does, None when
+        the client must not see it (no client name, or outside ``listing``)."""
+        try:
+            data = response.data
+        except ParseError:
+            return response.frame.raw
+        rebuilt: ListData | MailboxStatus | NamespaceData
+        if isinstance(data, ListData):
+            mailbox = self.down(data.mailbox)
+            if mailbox is None or not self._listed(mailbox, listing):
+                return None
+            extended = tuple(self._extended(tag, value) for tag, value in data.extended)
+            delimiter = self._delimiter(data.delimiter)
+            rebuilt = ListData(data.flags, delimiter, mailbox, extended)
+            if rebuilt == data and mailbox is data.mailbox:
+                return response.frame.raw
+        elif isinstance(data, MailboxStatus):
+            mailbox = self.down(data.mailbox)
+            if mailbox is None or not self._listed(mailbox, listing):
+                return None
+            if mailbox is data.mailbox:
+                return response.frame.raw
+            rebuilt = replace(data, mailbox=mailbox)
+        elif isinstance(data, NamespaceData):
+            rebuilt = NamespaceData(
+                self._namespaces(data.personal),
+                self._namespaces(data.other),
+                self._namespaces(data.shared),
+            )
+            if rebuilt == data:
+                return response.frame.raw
+        else:
+            return response.frame.raw
+        return build_response(rebuilt, name=response.name, utf8=self.utf8).raw
+
+    def _listed(self, mailbox: Mailbox, listing: MailboxPattern | None) -> bool:
+        if listing is None:
+            return True
+        try:
+            return listing.matches(mailbox.decode(utf8=self.utf8))
+        except ValueError:
+            return True
+
+    def _extended(self, tag: bytes, value: Value) -> tuple[bytes, Value]:
+        """An extended data item of LIST: OLDNAME's name translated (RFC 5465)."""
+        if tag.upper() == b"OLDNAME" and isinstance(value, tuple) and value:
+            name = value[0]
+            if isinstance(name, bytes):
+                old = self.down(Mailbox(name))
+                if old is not None:
+                    return tag, (old.raw, *value[1:])
+        return tag, value
+
+    def _namespaces(
+        self, group: tuple[NamespaceDescriptor, ...] | None
+    ) -> tuple[NamespaceDescriptor, ...] | None:
+        if group is None:
+            return None
+        return tuple(self._namespace(desc) for desc in group)
+
+    def _namespace(self, desc: NamespaceDescriptor) -> NamespaceDescriptor:
+        """A namespace prefix and delimiter in the client's form (``INBOX.`` with
+        ``.`` upstream is ``INBOX/`` for a ``/`` client)."""
+        delimiter = self._delimiter(desc.delimiter)
+        try:
+            text = self._text(desc.prefix)
+        except Untranslatable:
+            return replace(desc, delimiter=delimiter)
+        separator = self.rewrite.upstream_separator
+        stripped = text.rstrip(separator)
+        trailing = text[len(stripped) :]
+        if stripped:
+            try:
+                stripped = self.rewrite.to_client(stripped)
+            except ValueError:
+                return desc
+        trailing = trailing.replace(separator, self.rewrite.client_separator)
+        prefix = self._wire(stripped + trailing) if stripped or trailing else desc.prefix
+        return replace(desc, prefix=prefix, delimiter=delimiter)
