@@ -1,5 +1,5 @@
-"""Mailbox names between the client's form and the upstream's (docs/rules.md,
-``rewrite.mailbox`` and ``rewrite.separator``).
+"""Mailbox names and flags between the client's form and the upstream's
+(docs/rules.md: ``rewrite.mailbox``, ``rewrite.separator``, ``rewrite.flags``).
 
 A :class:`Names` pairs a session's :class:`~imapproxy.rules.Rewrite` with the
 connection's name encoding (modified UTF-7, or UTF-8 once UTF8=ACCEPT is on) and
@@ -10,6 +10,12 @@ translates wire values, never raw bytes:
   UNSUBSCRIBE, STATUS, APPEND, COPY/MOVE, LIST/LSUB with their patterns);
 * :meth:`Names.response`: a LIST, LSUB, STATUS or NAMESPACE response in the
   client's form, or None when the client must not see it.
+
+It also maps flags and keywords (``rewrite.flags``): STORE, SEARCH KEYWORD and
+APPEND's flags go upstream in the server's form (:meth:`Names.command_flags` for
+an APPEND relayed as it arrives); FLAGS, PERMANENTFLAGS and FETCH FLAGS come back
+in the client's (:meth:`Names.response_flags`, on octets, skipping quoted strings
+and literal data).
 
 LIST patterns are translated when the rename map cannot change what they match
 (``Sent Items/%`` is ``Sent/%``); otherwise the upstream is asked for ``*`` and
@@ -24,6 +30,7 @@ Pure: no I/O. Names that have no form on the other side raise
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from imapproxy.rules import MailboxPattern, Rewrite, canonical
@@ -37,8 +44,10 @@ from imapproxy.wire.commands import (
     ListArgs,
     MailboxArgs,
     RenameArgs,
+    SearchArgs,
     SelectArgs,
     StatusArgs,
+    StoreArgs,
 )
 from imapproxy.wire.reader import ParseError, Reader, Value
 from imapproxy.wire.responses import (
@@ -47,6 +56,7 @@ from imapproxy.wire.responses import (
     NamespaceData,
     NamespaceDescriptor,
 )
+from imapproxy.wire.search import SearchKey
 
 __all__ = ["RENAMED_RESPONSES", "Names", "Untranslatable"]
 
@@ -54,6 +64,21 @@ __all__ = ["RENAMED_RESPONSES", "Names", "Untranslatable"]
 RENAMED_RESPONSES = frozenset({"LIST", "LSUB", "STATUS", "NAMESPACE"})
 
 _WILDCARDS = ("*", "%")
+
+#: Quoted strings and literals (skipped: data, not syntax) and the flag lists of
+#: FLAGS, PERMANENTFLAGS and FETCH FLAGS in a response's octets.
+_RESPONSE_FLAGS = re.compile(
+    rb'(?P<q>"(?:[^"\\\r\n]|\\.)*")'
+    rb"|(?P<lit>~?\{(?P<n>[0-9]+)\+?\}\r\n)"
+    rb"|(?<![A-Za-z0-9_.\\-])(?:PERMANENT)?FLAGS \((?P<list>[^(){}\"\r\n]*)\)",
+    re.IGNORECASE,
+)
+#: The same for a command's octets (APPEND): every parenthesised list of atoms.
+_COMMAND_FLAGS = re.compile(
+    rb'(?P<q>"(?:[^"\\\r\n]|\\.)*")'
+    rb"|(?P<lit>~?\{(?P<n>[0-9]+)[+-]?\}\r\n)"
+    rb"|\((?P<list>[^(){}\"\r\n]*)\)",
+)
 
 
 class Untranslatable(ValueError):
@@ -144,6 +169,13 @@ class Names:
         Raises:
             Untranslatable: a name has no upstream form.
         """
+        renamed = self._renamed_args(args) if self.rewrite.renames else None
+        if not self.rewrite.flags:
+            return renamed
+        flagged = self._flag_args(renamed or args)
+        return None if flagged is args else flagged
+
+    def _renamed_args(self, args: CommandArgs) -> CommandArgs | None:
         if isinstance(
             args, SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs | CopyArgs
         ):
@@ -199,6 +231,75 @@ class Names:
         if name.literals:
             raise Untranslatable("the server's mailbox name needs a literal")
         return end, command.frame.raw[: command.args_pos] + b" " + name.raw[:-2]
+
+    # -- flags and keywords (rewrite.flags) -----------------------------------------
+
+    def _flag(self, flag: bytes, *, up: bool) -> bytes:
+        text = flag.decode("ascii", "replace")
+        mapped = self.rewrite.flag_to_upstream(text) if up else self.rewrite.flag_to_client(text)
+        return flag if mapped == text else mapped.encode("ascii")
+
+    def _flags(self, flags: tuple[bytes, ...], *, up: bool) -> tuple[bytes, ...]:
+        return tuple(self._flag(flag, up=up) for flag in flags)
+
+    def _search_key(self, key: SearchKey) -> SearchKey:
+        args = tuple(
+            self._search_key(arg)
+            if isinstance(arg, SearchKey)
+            else self._flag(arg, up=True)
+            if key.name in ("KEYWORD", "UNKEYWORD") and isinstance(arg, bytes)
+            else arg
+            for arg in key.args
+        )
+        return key if args == key.args else SearchKey(key.name, args)
+
+    def _flag_args(self, args: CommandArgs) -> CommandArgs:
+        if isinstance(args, StoreArgs):
+            flags = self._flags(args.flags, up=True)
+            return args if flags == args.flags else replace(args, flags=flags)
+        if isinstance(args, SearchArgs):
+            key = self._search_key(args.key)
+            return args if key is args.key else replace(args, key=key)
+        if isinstance(args, AppendArgs):
+            messages = tuple(
+                m if m.flags is None else replace(m, flags=self._flags(m.flags, up=True))
+                for m in args.messages
+            )
+            return args if messages == args.messages else replace(args, messages=messages)
+        return args
+
+    def command_flags(self, segment: bytes) -> bytes:
+        """Flags of an APPEND relayed as it arrives, in the server's form:
+        ``segment`` is octets of the command outside its literals."""
+        return self._map_lists(segment, _COMMAND_FLAGS, up=True)
+
+    def response_flags(self, data: bytes) -> bytes:
+        """FLAGS, PERMANENTFLAGS and FETCH FLAGS in ``data`` (a response, or a
+        part of one) in the client's form; literal data is left alone."""
+        return self._map_lists(data, _RESPONSE_FLAGS, up=False)
+
+    def _map_lists(self, data: bytes, pattern: re.Pattern[bytes], *, up: bool) -> bytes:
+        if not self.rewrite.flags:
+            return data
+        out: list[bytes] = []
+        pos = 0
+        while (match := pattern.search(data, pos)) is not None:
+            if match.group("lit") is not None:
+                end = match.end() + int(match.group("n"))  # its data, if here
+                out.append(data[pos:end])
+                pos = end
+            elif match.group("q") is not None:
+                out.append(data[pos : match.end()])
+                pos = match.end()
+            else:
+                items = match.group("list")
+                mapped = b" ".join(self._flag(f, up=up) for f in items.split(b" ") if f)
+                out.append(data[pos : match.start("list")] + mapped)
+                pos = match.end("list")
+        if not out:
+            return data
+        out.append(data[pos:])
+        return b"".join(out)
 
     # -- responses -------------------------------------------------------------------
 

@@ -217,6 +217,8 @@ class _Forward:
     #: For an APPEND relayed as it arrives with its mailbox renamed: the offset
     #: where the client's mailbox argument ends, and what goes upstream instead.
     head: tuple[int, bytes] | None = None
+    #: Its flag lists are mapped (``rewrite.flags``) as its octets go upstream.
+    flags: Names | None = None
 
 
 class ClientSession:
@@ -1159,6 +1161,8 @@ class ClientSession:
         if names is not None and isinstance(client_args, ListArgs):
             request.listing = names.listing(client_args)
         forward.head = head
+        if head is not None and names is not None and names.rewrite.flags:
+            forward.flags = names
         return forward
 
     def _refuse(
@@ -1348,6 +1352,8 @@ class ClientSession:
                         head = head[:plus] + head[plus + 1 :]
                     if pos == 0:
                         head = self._opening(forward, head)
+                    if forward.flags is not None:
+                        head = forward.flags.command_flags(head)
                     pos = lit.start
                     if request.note is not None:
                         request.note.bytes_up += len(head)
@@ -1363,6 +1369,8 @@ class ClientSession:
                 tail = raw[pos:]
                 if pos == 0:
                     tail = self._opening(forward, tail)
+                if forward.flags is not None:
+                    tail = forward.flags.command_flags(tail)
                 await upstream.send_segment(request, tail, literal=False)
                 pos = len(raw)
                 if request.note is not None:
@@ -1456,7 +1464,7 @@ class ClientSession:
         if isinstance(part, LiteralChunk):
             self._emit(part.data)
             return
-        self._emit(part.raw)
+        self._emit(self._client_flags(part.raw))
         # Between the parts of a response the client is inside it (a literal's
         # data): the session's own output waits (see write), and a BYE there is
         # left out (it would read as message data).
@@ -1552,9 +1560,16 @@ class ClientSession:
             self._emit(self._esearch_line(response))
             return
         if response.is_status:
-            self._emit(self._status_line(b"*", name, response))
+            self._emit(self._client_flags(self._status_line(b"*", name, response)))
         else:
-            self._emit(response.frame.raw)
+            self._emit(self._client_flags(response.frame.raw))
+
+    def _client_flags(self, data: bytes) -> bytes:
+        """``data`` with flags and keywords in the client's form (``rewrite.flags``)."""
+        rewrite = self._rewrite
+        if rewrite is None or not rewrite.flags or self.proxy.rules is None:
+            return data
+        return Names(rewrite, self._utf8).response_flags(data)
 
     def _esearch_line(self, response: Response) -> bytes:
         """An ESEARCH response with the client's tag in its correlator.

@@ -205,3 +205,40 @@ def test_round_trip(name: str) -> None:
     assert back is not None
     assert back.decode() == mb(name).decode() or name.upper().startswith("INBOX")
     assert NAMES.up(back) == upstream
+
+
+FLAGS = Names(Rewrite(flags=(("$Junk", "Junk"), ("$Label1", "Important"))))
+
+
+def test_flags_in_commands() -> None:
+    store = FLAGS.command_args(command(b"a UID STORE 1:3 +FLAGS.SILENT (\\Seen $junk)\r\n").args)
+    assert store is not None
+    assert store.flags == (b"\\Seen", b"Junk")  # type: ignore[union-attr]
+    search = FLAGS.command_args(command(b"a SEARCH OR KEYWORD $Junk NOT UNKEYWORD x\r\n").args)
+    assert search is not None
+    rebuilt = [k.args for k in search.key.walk() if k.name == "KEYWORD"]  # type: ignore[union-attr]
+    assert rebuilt == [(b"Junk",)]
+    assert FLAGS.command_args(command(b"a STORE 1 +FLAGS (\\Seen)\r\n").args) is None
+    head = b'A1 APPEND "x (y)" ($Junk \\Seen) "17-May-2024 09:30:00 +0200" {5}\r\n'
+    assert FLAGS.command_flags(head) == (
+        b'A1 APPEND "x (y)" (Junk \\Seen) "17-May-2024 09:30:00 +0200" {5}\r\n'
+    )
+
+
+def test_flags_in_responses() -> None:
+    assert FLAGS.response_flags(b"* FLAGS (\\Seen Junk Important)\r\n") == (
+        b"* FLAGS (\\Seen $Junk $Label1)\r\n"
+    )
+    assert FLAGS.response_flags(b"* OK [PERMANENTFLAGS (Junk \\*)] Ok\r\n") == (
+        b"* OK [PERMANENTFLAGS ($Junk \\*)] Ok\r\n"
+    )
+    fetch = (
+        b'* 3 FETCH (UID 9 ENVELOPE (NIL "FLAGS (Junk)" NIL) BODY[] {17}\r\n'
+        b"FLAGS (Junk) body FLAGS (Junk))\r\n"
+    )
+    assert FLAGS.response_flags(fetch) == fetch.replace(b"9 ENV", b"9 ENV").replace(
+        b"FLAGS (Junk))\r\n", b"FLAGS ($Junk))\r\n"
+    )
+    # A part of a response whose literal streams: its data is not here.
+    part = b"* 4 FETCH (FLAGS (Junk) BODY[] {100000}\r\n"
+    assert FLAGS.response_flags(part) == b"* 4 FETCH (FLAGS ($Junk) BODY[] {100000}\r\n"

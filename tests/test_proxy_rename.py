@@ -117,6 +117,10 @@ async def test_renamed_folders_with_a_real_client(
             seen["fetched"] = c.search(["HEADER", "Message-ID", "<legacy-1@imapproxy.test>"])
             c.select_folder("INBOX")
             c.copy([1], "Deleted Items")
+            c.add_flags([2], [b"$Junk"])  # the server's keyword is "Junk"
+            seen["flags"] = c.get_flags([2])[2]
+            seen["junk"] = c.search(["KEYWORD", "$Junk"])
+            c.append("Sent Items", MESSAGE, flags=[b"$Junk"])
             c.rename_folder("Sent Items/2024", "Sent Items/Y2024")
             seen["sent_star"] = names_of(c.list_folders("", "Sent*"))
             seen["children"] = names_of(c.list_folders("Sent Items/", "%"))
@@ -143,6 +147,9 @@ async def test_renamed_folders_with_a_real_client(
     assert seen["namespace"].personal == (("", "/"),)
     assert seen["status"][b"MESSAGES"] == int(before[1][0].split(b"MESSAGES ")[1][:-3]) + 1
     assert seen["selected"][b"EXISTS"] == seen["status"][b"MESSAGES"]
+    assert b"$Junk" in seen["flags"]
+    assert b"Junk" not in seen["flags"]
+    assert 2 in seen["junk"]
     assert len(seen["fetched"]) == 1
     assert seen["sent_star"] == {"Sent Items", "Sent Items/Y2024"}
     assert seen["children"] == {"Sent Items/Y2024"}
@@ -151,13 +158,24 @@ async def test_renamed_folders_with_a_real_client(
 
     with trio.fail_after(30):
         after = await direct(
-            legacy, user, b'LIST "" "Sent*"', b"STATUS Trash (MESSAGES)", b'LIST "" "a*"'
+            legacy,
+            user,
+            b'LIST "" "Sent*"',
+            b"STATUS Trash (MESSAGES)",
+            b'LIST "" "a*"',
+            b"EXAMINE INBOX",
+            b"FETCH 2 (FLAGS)",
+            b"EXAMINE Sent",
+            b"SEARCH KEYWORD Junk",
         )
     assert any(line.endswith(b'"." Sent.Y2024\r\n') for line in after[0]), after[0]
     assert not any(b"Sent.2024" in line for line in after[0])
     trash_before = int(before[0][0].split(b"MESSAGES ")[1][:-3])
     assert after[1][0] == b"* STATUS Trash (MESSAGES %d)\r\n" % (trash_before + 1)
     assert after[2][:-1] == []  # "a.b" was never created
+    assert b" Junk" in after[4][0]
+    assert b"$Junk" not in after[4][0]
+    assert after[6][0] != b"* SEARCH\r\n", after[6]  # the appended message has Junk upstream
 
 
 async def test_listing_on_the_wire(
