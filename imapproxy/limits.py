@@ -76,7 +76,10 @@ class LoginThrottle:
 
     After the n-th consecutive failure the next answer for that pair waits
     ``base * 2**(n-1)`` seconds, at most ``maximum``. A success clears the pair;
-    failures older than ``window`` seconds are forgotten.
+    failures older than ``window`` seconds are forgotten. ``free`` failures (a
+    rule's allowance) cost nothing: the delays start after them.
+
+    The same class counts failures per client IP alone, with ``user=""``.
     """
 
     def __init__(
@@ -96,16 +99,18 @@ class LoginThrottle:
         return entry
 
     def _wanted(self, count: int) -> float:
+        if count <= 0:
+            return 0.0
         return min(self.maximum, self.base * math.pow(2, min(count - 1, 62)))
 
-    def delay(self, user: str, ip: str, now: float) -> float:
+    def delay(self, user: str, ip: str, now: float, *, free: int = 0) -> float:
         """Seconds the next login answer for (user, ip) must wait (0: none)."""
         entry = self._get((user, ip), now)
         if entry is None:
             return 0.0
-        return max(0.0, entry.last + self._wanted(entry.count) - now)
+        return max(0.0, entry.last + self._wanted(entry.count - free) - now)
 
-    def failed(self, user: str, ip: str, now: float) -> float:
+    def failed(self, user: str, ip: str, now: float, *, free: int = 0) -> float:
         """Record a failure; returns the delay before answering it."""
         key = (user, ip)
         entry = self._get(key, now)
@@ -117,7 +122,7 @@ class LoginThrottle:
         entry.count += 1
         entry.last = now
         self._failures.move_to_end(key)
-        return self.delay(user, ip, now)
+        return self.delay(user, ip, now, free=free)
 
     def succeeded(self, user: str, ip: str) -> None:
         self._failures.pop((user, ip), None)

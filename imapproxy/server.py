@@ -71,6 +71,13 @@ class Proxy:
             limits.login_failure_max_delay,
             limits.login_failure_window,
         )
+        #: Failed logins per client IP alone: counted always, enforced for the
+        #: sessions a ``limit.failed_logins_per_ip`` rule covers.
+        self.ip_throttle = LoginThrottle(
+            limits.login_failure_delay,
+            limits.login_failure_max_delay,
+            limits.login_failure_window,
+        )
         self.capabilities = ClientCapabilities(max_literal=limits.max_literal)
         self.login_gate = KeyedGate()
         self.command_rate = RateLimiter()

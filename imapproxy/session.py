@@ -58,7 +58,7 @@ from imapproxy.logs import enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
 from imapproxy.naming import RENAMED_RESPONSES, Names, Untranslatable
 from imapproxy.router import normalise_user
-from imapproxy.rules import READONLY_DENY, Context, Decision, Deny, Rewrite, canonical
+from imapproxy.rules import READONLY_DENY, Context, Decision, Deny, Limits, Rewrite, canonical
 from imapproxy.tls import describe
 from imapproxy.tlsstream import start_tls
 from imapproxy.upstream import Credentials, Request, UpstreamConnection, UpstreamError
@@ -680,21 +680,32 @@ class ClientSession:
             mask & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, mask in events
         )
 
+    def _login_delay(self, key: str, limits: Limits | None, *, failed: bool) -> float:
+        """Seconds before the next login answer for (user ``key``, client IP); with
+        ``failed``, a failure is recorded first.
+
+        Per (user, IP) the delay doubles with each failure from the first, or
+        after ``limit.failed_logins_per_user_ip`` free ones; per client IP (any
+        user) only where a rule sets ``limit.failed_logins_per_ip``."""
+        proxy, ip, now = self.proxy, self.peer[0], trio.current_time()
+        pair_free = (limits.failed_logins_per_user_ip or 0) if limits is not None else 0
+        per_ip = limits.failed_logins_per_ip if limits is not None else None
+        if failed:
+            pair = proxy.throttle.failed(key, ip, now, free=pair_free)
+            address = proxy.ip_throttle.failed("", ip, now, free=per_ip or 0)
+        else:
+            pair = proxy.throttle.delay(key, ip, now, free=pair_free)
+            address = proxy.ip_throttle.delay("", ip, now, free=per_ip or 0)
+        return max(pair, address) if per_ip else pair
+
     async def _login_attempt(self, tag: bytes, credentials: Credentials, key: str) -> None:
         proxy = self.proxy
         ip = self.peer[0]
-        wait = proxy.throttle.delay(key, ip, trio.current_time())
-        if wait:
-            await trio.sleep(wait)
-        if self._client_gone():
-            # Abandoned while waiting its turn: trying it would only hold the next
-            # attempt of the same (user, IP) back by another failure delay.
-            self._close_reason = "client left during login"
-            raise _Closed
         upstream_cfg = proxy.router.route(credentials.user)
+        decision: Decision | None = None
         if proxy.rules is not None:
             # Login policy (network, listener, TLS, user, upstream): before the
-            # upstream is contacted.
+            # upstream is contacted; its failed-login limits apply to this attempt.
             name = "LOGIN" if credentials.mechanism == "LOGIN" else "AUTHENTICATE"
             context = self._rule_context(
                 name,
@@ -702,18 +713,27 @@ class ClientSession:
                 upstream=upstream_cfg.name if upstream_cfg is not None else None,
             )
             decision = proxy.rules.decide(context)
-            if not decision.allowed:
-                deny = decision.deny or READONLY_DENY
-                log.info("login refused by rule", user=credentials.user, rule=decision.decided_by)
-                if deny.bye:
-                    self._close_reason = "login refused by rule"
-                    self._bye(deny.text)
-                    raise _Closed
-                self._tagged(tag, "NO", deny.text, deny.code)
-                return
+        limits = decision.limits if decision is not None else None
+        wait = self._login_delay(key, limits, failed=False)
+        if wait:
+            await trio.sleep(wait)
+        if self._client_gone():
+            # Abandoned while waiting its turn: trying it would only hold the next
+            # attempt of the same (user, IP) back by another failure delay.
+            self._close_reason = "client left during login"
+            raise _Closed
+        if decision is not None and not decision.allowed:
+            deny = decision.deny or READONLY_DENY
+            log.info("login refused by rule", user=credentials.user, rule=decision.decided_by)
+            if deny.bye:
+                self._close_reason = "login refused by rule"
+                self._bye(deny.text)
+                raise _Closed
+            self._tagged(tag, "NO", deny.text, deny.code)
+            return
         if upstream_cfg is None:
             log.info("login failed", user=credentials.user, reason="no route")
-            await trio.sleep(proxy.throttle.failed(key, ip, trio.current_time()))
+            await trio.sleep(self._login_delay(key, limits, failed=True))
             self._tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
             return
         try:
@@ -745,7 +765,7 @@ class ClientSession:
             # Credentials the upstream's LOGIN cannot carry (a NUL octet).
             await conn.aclose()
             log.info("login failed", user=credentials.user, reason="credentials not sendable")
-            await trio.sleep(proxy.throttle.failed(key, ip, trio.current_time()))
+            await trio.sleep(self._login_delay(key, limits, failed=True))
             self._tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
             return
         except BaseException:
@@ -756,7 +776,7 @@ class ClientSession:
             condition = result.condition
             code = condition.code.name if condition and condition.code else None
             log.info("login failed", user=credentials.user, upstream=upstream_cfg.name, code=code)
-            await trio.sleep(proxy.throttle.failed(key, ip, trio.current_time()))
+            await trio.sleep(self._login_delay(key, limits, failed=True))
             status = result.name if result.name in ("NO", "BAD") else "NO"
             self.write(self._status_line(tag, status, result))
             return

@@ -127,6 +127,13 @@ def test_delay_is_base_times_two_to_the_failures_minus_one(
     assert [limits.failed("bob", "192.0.2.1", 10.0 * i) for i in range(6)] == expected
 
 
+def test_free_failures_cost_nothing_then_the_delay_doubles() -> None:
+    limits = throttle()
+    delays = [limits.failed("", "192.0.2.1", 60.0 * i, free=3) for i in range(6)]
+    assert delays == [0.0, 0.0, 0.0, 1.0, 2.0, 4.0]
+    assert limits.delay("", "192.0.2.1", 300.0, free=3) == 4.0
+
+
 def test_delay_counts_down_from_the_last_failure() -> None:
     limits = throttle()
     assert limits.delay("alice", "192.0.2.1", 100.0) == 0.0

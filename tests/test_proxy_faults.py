@@ -712,6 +712,46 @@ async def test_failed_logins_are_delayed_per_user_and_ip(env) -> None:
         assert other < 2 * base
 
 
+async def test_failed_login_limits_from_a_rule(env) -> None:
+    # limit.failed_logins_per_user_ip = 1: one free failure per (user, IP);
+    # limit.failed_logins_per_ip = 2: two free failures per IP across users, then
+    # every attempt from it waits, the delay doubling.
+    base = 0.4
+    rules = env.tmp_path / "rules.d"
+    rules.mkdir()
+    (rules / "limits.toml").write_text(
+        '[[rule]]\nname = "office"\n'
+        "limit = { failed_logins_per_ip = 2, failed_logins_per_user_ip = 1 }\n"
+    )
+    with trio.fail_after(TEST_TIMEOUT):
+        running = await env.proxy(
+            limits={"login_failure_delay": base, "login_failure_max_delay": 5.0},
+            rules={"dir": str(rules)},
+        )
+        client = await env.client(running)
+
+        async def attempt(user: bytes) -> float:
+            start = trio.current_time()
+            await client.send(b"L LOGIN " + user + b" pass\r\n")
+            conn = await env.fake.accept()
+            await conn.login(result=b"NO [AUTHENTICATIONFAILED] Invalid credentials")
+            await conn.answer_logout()
+            assert (await client.read_line()).startswith(b"L NO [AUTHENTICATIONFAILED]")
+            return trio.current_time() - start
+
+        proxy = running.proxy
+        await attempt(b"alice")
+        await attempt(b"bob")
+        # Both failures were free: nothing is owed by alice's pair or the address.
+        now = trio.current_time()
+        assert proxy.throttle.delay("alice", "127.0.0.1", now, free=1) == 0.0
+        assert proxy.ip_throttle.delay("", "127.0.0.1", now, free=2) == 0.0
+        # The third failure from the address (a new user) is the first delayed one.
+        assert await attempt(b"carol") >= base
+        # alice's second failure: her pair's first delay, the address's second.
+        assert await attempt(b"alice") >= 2 * base
+
+
 async def test_done_pipelined_with_idle_ends_it(env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         client, conn = await env.logged_in()
