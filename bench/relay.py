@@ -269,9 +269,17 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def run_imapproxy(
-    directory: Path, tls: ProxyTls, server: DovecotServer, upstream_tls: str
+    directory: Path,
+    tls: ProxyTls,
+    server: DovecotServer,
+    upstream_tls: str,
+    *,
+    rules: dict[str, object] | None = None,
 ) -> Iterator[tuple[int, int]]:
-    """imapproxy as ``python -m imapproxy serve`` in its own process: (port, pid)."""
+    """imapproxy as ``python -m imapproxy serve`` in its own process: (port, pid).
+
+    It logs at info, JSON lines, to ``directory/imapproxy.log``; ``rules`` is its
+    ``[rules]`` table (none by default)."""
     port = _free_port()
     config = proxy_config(
         directory,
@@ -280,6 +288,7 @@ def run_imapproxy(
         listeners=("implicit",),
         ports={"implicit": port},
         logging={"level": "info", "format": "json", "file": directory / "imapproxy.log"},
+        rules=rules,
     )
     argv = [sys.executable, "-m", "imapproxy", "serve", "--config", str(config.source)]
     with _serving(argv, directory / "imapproxy.out", port, tls) as pid:
