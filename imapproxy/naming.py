@@ -210,9 +210,9 @@ class Names:
         command: Command, mailbox: Mailbox, *, utf8: bool = False
     ) -> tuple[int, bytes] | None:
         """For an APPEND relayed as it arrives: the offset where its mailbox
-        argument ends in the client's frame, and what replaces the frame up to
-        there (tag, name and the upstream's ``mailbox``). None when the client's
-        name is a literal: such an APPEND is received whole and rebuilt instead.
+        argument ends in the client's frame (after its data when it is a literal),
+        and what replaces the frame up to there (tag, name and the upstream's
+        ``mailbox``, never a literal). None when the mailbox cannot be read.
 
         Raises:
             Untranslatable: the upstream's name would need a literal itself.
@@ -224,9 +224,6 @@ class Names:
         except ParseError:
             return None
         end = reader.pos
-        literals = command.frame.literals
-        if literals and literals[0].announce < end:
-            return None
         name = FrameBuilder(utf8=utf8).mailbox(mailbox).build()
         if name.literals:
             raise Untranslatable("the server's mailbox name needs a literal")

@@ -1051,6 +1051,11 @@ class ClientSession:
                     framer.reject_literal()
                     return
             self._cmd = forward
+        elif forward.deferred:
+            forward = await self._resume(forward, event.frame)
+            if forward is None:  # refused by the rules, before the message's "+"
+                framer.reject_literal()
+                return
         if forward.deferred:
             if event.literal.size > framer.inline_literal:
                 framer.reject_literal()
@@ -1066,6 +1071,19 @@ class ClientSession:
         else:  # the server answered instead of "+": relayed by the reader
             framer.reject_literal()
             self._cmd = None
+
+    async def _resume(self, forward: _Forward, frame: Frame) -> _Forward | None:
+        """A deferred command once more of it is here: started (judged) when its
+        arguments now parse -- an APPEND whose mailbox name was a literal, before
+        the ``+`` for its message; None when the rules refused it. Otherwise still
+        ``forward``, deferred."""
+        try:
+            command = Command.parse(frame)
+            command.args  # noqa: B018
+        except ParseError:
+            return forward
+        started = self._cmd = await self._start(command)
+        return started
 
     async def _frame_part(self, part: FramePart) -> None:
         framer = self._framer
@@ -1093,11 +1111,14 @@ class ClientSession:
                     framer.reject_frame()
                 return
         elif forward.deferred:
-            self._cmd = None
-            if part.literal is not None:
-                framer.reject_frame()
-            self._tagged(forward.command.tag, "NO", "Literal too large here", "TOOBIG")
-            return
+            forward = await self._resume(forward, part.frame)
+            if forward is None or forward.deferred:
+                self._cmd = None
+                if part.literal is not None:
+                    framer.reject_frame()
+                if forward is not None:
+                    self._tagged(forward.command.tag, "NO", "Literal too large here", "TOOBIG")
+                return
         if not await self._send_region(forward, part.frame, final=part.literal is None):
             self._cmd = None
             if part.literal is not None:
@@ -1359,11 +1380,13 @@ class ClientSession:
                 self.write(exc.reply.to_bytes())
                 self._bye("Command aborted; closing the connection")
                 raise _Closed from None
+        # A renamed APPEND mailbox replaces the frame's start, a literal name included.
+        replaced = forward.head[0] if pos == 0 and forward.head is not None else 0
         await upstream.begin_writing(request)
         done = False
         try:
             for lit in frame.literals:
-                if lit.stop <= pos and lit.start <= pos:
+                if (lit.stop <= pos and lit.start <= pos) or lit.start < replaced:
                     continue
                 if lit.start > pos:
                     head = raw[pos : lit.start]

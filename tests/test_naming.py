@@ -157,7 +157,7 @@ def test_append_head() -> None:
     assert head == b"A1 APPEND Sent"
     assert cmd.frame.raw[end:] == b" (\\Seen) {5}\r\n"
     literal_name = Command.parse(Frame(b"A2 APPEND {4}\r\nSent {5}\r\n", (LiteralSpan(10, 15, 4),)))
-    assert Names.append_head(literal_name, mb("x")) is None
+    assert Names.append_head(literal_name, mb("x")) == (19, b"A2 APPEND x")
 
 
 def test_list_and_status_responses() -> None:

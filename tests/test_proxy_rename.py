@@ -207,6 +207,17 @@ async def test_listing_on_the_wire(
             assert statuses[1].startswith(b'* STATUS "Deleted Items" (MESSAGES ')
             selected = await client.command(b"e", b'SELECT "Deleted Items"')
             assert selected[-1].startswith(b"e OK [READ-WRITE]")
+            # APPEND with the mailbox name as a literal, the message streamed.
+            await client.send(b"f APPEND {10}\r\n")
+            assert (await client.read_line()).startswith(b"+ ")
+            await client.send(b"Sent Items ($Junk) {%d}\r\n" % len(MESSAGE))
+            assert (await client.read_line()).startswith(b"+ ")
+            await client.send(MESSAGE + b"\r\n")
+            appended = await client.read_until_tagged(b"f")
+            assert appended[-1].startswith(b"f OK"), appended
             await client.command(b"z", b"LOGOUT")
             await client.aclose()
         running.proxy.shutdown()
+    with trio.fail_after(30):
+        stored = await direct(legacy, user, b"EXAMINE Sent", b"SEARCH KEYWORD Junk SUBJECT legacy")
+    assert stored[1][0] != b"* SEARCH\r\n", stored

@@ -92,6 +92,11 @@ async def test_read_only_archive(
             # APPEND into the archive: refused before the client gets "+".
             await client.send(b"e APPEND Archive {5}\r\n")
             assert (await client.read_line()).startswith(b"e NO [NOPERM]")
+            # The mailbox name as a literal: its "+" is due, the message's is not.
+            await client.send(b"e2 APPEND {7}\r\n")
+            assert (await client.read_line()).startswith(b"+ ")
+            await client.send(b"Archive {5}\r\n")
+            assert (await client.read_line()).startswith(b"e2 NO [NOPERM]")
             # Copying out of the archive is a read; into it, a write.
             await client.command(b"f", b"SELECT INBOX")
             into = await client.command(b"g", b"COPY 1 Archive")
