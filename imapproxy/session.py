@@ -49,12 +49,11 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
-import structlog
 import trio
 
 from imapproxy import __version__
 from imapproxy.audit import CommandAudit, describe_args, mailbox_text
-from imapproxy.logs import enabled_for, get_logger
+from imapproxy.logs import bind_context, bound_context, bound_logger, enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
 from imapproxy.naming import RENAMED_RESPONSES, Names, Untranslatable
 from imapproxy.router import normalise_user
@@ -180,6 +179,8 @@ _ID_FORWARDED = frozenset(
 #: RFC 2971 limits: 30 pairs, values of 1024 octets.
 _ID_MAX_PAIRS = 30
 _ID_MAX_VALUE = 1024
+#: Decisions a session keeps (by command name, mailboxes and APPEND size).
+_MAX_DECISIONS = 256
 #: The longest user name accepted (the failed-login table is keyed on it).
 MAX_USER = 255
 
@@ -239,6 +240,9 @@ class ClientSession:
         self.state = State.NOT_AUTHENTICATED
         self.tls = False
         self.user: str | None = None
+        #: Whose mailboxes these are: the SASL authorization identity when the
+        #: client gave one, else the login name. Rules see this user.
+        self.identity: str | None = None
         self.upstream: UpstreamConnection | None = None
         self.mailbox: SelectedMailbox | None = None
         self.enabled: set[str] = set()
@@ -267,6 +271,7 @@ class ClientSession:
         self._bye_sent = False
         self._mid_response = False
         self._rewrite: Rewrite | None = None
+        self._decisions: dict[tuple[object, ...], Decision] = {}
         self._trace_on = False
         self._rewrite_of: object = None
         self._held: list[bytes | memoryview] = []
@@ -373,7 +378,7 @@ class ClientSession:
     async def run(self) -> None:
         """Serve the connection until it ends; never raises for the client's or
         the upstream's misbehaviour."""
-        with structlog.contextvars.bound_contextvars(
+        with bound_context(
             session=self.id, peer=f"{self.peer[0]}:{self.peer[1]}", listener=self.listener.name
         ):
             log.info("connection accepted")
@@ -473,7 +478,7 @@ class ClientSession:
             raise _Closed from None
         self._stream = tls
         self.tls = True
-        structlog.contextvars.bind_contextvars(**describe(tls))
+        bind_context(**describe(tls))
         log.info("tls established")
 
     # -- not authenticated ----------------------------------------------------------
@@ -709,7 +714,7 @@ class ClientSession:
             name = "LOGIN" if credentials.mechanism == "LOGIN" else "AUTHENTICATE"
             context = self._rule_context(
                 name,
-                user=credentials.user,
+                user=credentials.authzid or credentials.user,
                 upstream=upstream_cfg.name if upstream_cfg is not None else None,
             )
             decision = proxy.rules.decide(context)
@@ -783,8 +788,11 @@ class ClientSession:
         proxy.throttle.succeeded(key, ip)
         self.upstream = conn
         self.user = credentials.user
+        self.identity = credentials.authzid or credentials.user
         self.state = State.AUTHENTICATED
-        structlog.contextvars.bind_contextvars(user=self.user, upstream=upstream_cfg.name)
+        bind_context(user=self.user, upstream=upstream_cfg.name)
+        if credentials.authzid and credentials.authzid != credentials.user:
+            bind_context(authzid=credentials.authzid)
         log.info("login", mechanism=credentials.mechanism, **_prefixed("upstream_", conn.tls))
         caps = " ".join(self._capabilities()).encode()
         self.write(tag + b" OK [CAPABILITY " + caps + b"] Logged in\r\n")
@@ -1177,7 +1185,7 @@ class ClientSession:
         rate = decision.limits.commands_per_second if decision is not None else None
         if rate:
             # A rule's rate for this user (across its sessions): wait for a token.
-            key = normalise_user(self.user or "")
+            key = normalise_user(self.identity or "")
             wait = self.proxy.command_rate.take(key, rate, trio.current_time())
             if wait:
                 await trio.sleep(wait)
@@ -1277,10 +1285,10 @@ class ClientSession:
         rules = self.proxy.rules
         if rules is None:
             return None
-        mailboxes = named
+        touched = named
         if command.base_name in _ON_SELECTED and self.mailbox is not None:
-            mailboxes = (mailbox_text(self.mailbox.name, utf8=self._utf8), *mailboxes)
-        mailboxes += descendants
+            touched = (mailbox_text(self.mailbox.name, utf8=self._utf8), *named)
+        mailboxes = touched + descendants
         size = None
         try:
             args = command.args
@@ -1296,11 +1304,20 @@ class ClientSession:
             # CATENATE URLs) would slip past the mailbox rules: refused.
             unjudged = rules.decide(self._rule_context(command.name, mailboxes, size))
             return replace(unjudged, verdict="deny", deny=_UNJUDGED_DENY)
-        decision = rules.decide(self._rule_context(command.name, mailboxes, size))
+        # A session repeats a few decisions: kept until its rules or user change
+        # (see _session_rewrite), bounded.
+        key = (command.name, mailboxes, size)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = rules.decide(self._rule_context(command.name, mailboxes, size))
+            if len(self._decisions) >= _MAX_DECISIONS:
+                self._decisions.clear()
+            self._decisions[key] = decision
         rewrite = decision.rewrite
         separator = rewrite.separator
         if decision.allowed and rewrite.hide:
-            if any(rewrite.hidden(canonical(name, separator)) for name in named):
+            # The selected mailbox too: hidden by a reload while selected.
+            if any(rewrite.hidden(canonical(name, separator)) for name in touched):
                 return replace(decision, verdict="deny", deny=_HIDDEN)
             if any(rewrite.hidden(canonical(name, separator)) for name in descendants):
                 return replace(decision, verdict="deny", deny=_CANNOT_RENAME)
@@ -1315,7 +1332,7 @@ class ClientSession:
         user: str | None = None,
         upstream: str | None = None,
     ) -> Context:
-        user = user or self.user
+        user = user or self.identity
         if upstream is None and self.upstream is not None:
             upstream = self.upstream.config.name
         if user is not None and self.proxy.config.rules.user_case == "lower":
@@ -1349,7 +1366,7 @@ class ClientSession:
 
     def _audit(self, note: CommandAudit, status: str, code: str | None, started: float) -> None:
         """The command's audit line (debug level until rules set one)."""
-        audit_log.log(
+        bound_logger("imapproxy.audit").log(
             _LEVEL_NUMBERS[note.level],
             "command",
             **note.fields(),
@@ -1531,8 +1548,9 @@ class ClientSession:
         rules = self.proxy.rules
         if rules is None:
             return None
-        key = (rules, self.user, self.tls)  # before and after login, STARTTLS
+        key = (rules, self.identity, self.tls)  # before and after login, STARTTLS
         if self._rewrite_of != key:
+            self._decisions.clear()
             session = rules.session_decision(self._rule_context(None))
             self._rewrite = session.rewrite
             # A protocol trace only once logged in: LOGIN is never in it.

@@ -126,7 +126,7 @@ def test_serve_configures_logging_and_runs_the_server(
     assert config.source == example
     # logging was set up from the config: JSON lines, since stdout is not a terminal here
     out = capsys.readouterr().out
-    assert '"event": "serving"' in out
+    assert '"event":"serving"' in out
 
 
 def test_serve_reports_an_unopenable_log_file(

@@ -82,7 +82,7 @@ def test_demo_serves_the_demo_user_and_stops_on_ctrl_c(
         rest = _read_until(proc, "Stopped.", timeout=30)
         assert "Stopping Dovecot" in rest
         # The login went through the proxy: it logged it.
-        assert '"event": "login"' in text + rest
+        assert '"event":"login"' in text + rest
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

@@ -15,7 +15,16 @@ import trio
 
 import imapproxy.logs
 from imapproxy.config import Logging
-from imapproxy.logs import REDACTED, configure_logging, get_logger, is_sensitive_key, redact
+from imapproxy.logs import (
+    REDACTED,
+    bind_context,
+    bound_context,
+    clear_context,
+    configure_logging,
+    get_logger,
+    is_sensitive_key,
+    redact,
+)
 from imapproxy.wire import Secret
 
 
@@ -23,7 +32,7 @@ from imapproxy.wire import Secret
 def _restore_structlog() -> Iterator[None]:
     yield
     configure_logging(Logging(), stream=io.StringIO())  # closes a log file a test opened
-    structlog.contextvars.clear_contextvars()
+    clear_context()
     structlog.reset_defaults()
 
 
@@ -106,11 +115,11 @@ def test_loggers_follow_reconfiguration() -> None:
     assert [line["event"] for line in json_lines(second)] == ["two"]
 
 
-def test_contextvars_are_merged() -> None:
+def test_bound_context_is_merged() -> None:
     out = io.StringIO()
     configure_logging(Logging(format="json"), stream=out)
     log = get_logger("t")
-    with structlog.contextvars.bound_contextvars(session="s1", peer="192.0.2.1:5000"):
+    with bound_context(session="s1", peer="192.0.2.1:5000"):
         log.info("command", command="SELECT")
     log.info("after")
     inside, after = json_lines(out)
@@ -128,7 +137,7 @@ async def test_context_is_per_trio_task() -> None:
     log = get_logger("t")
 
     async def session(name: str) -> None:
-        structlog.contextvars.bind_contextvars(session=name)
+        bind_context(session=name)
         await trio.lowlevel.checkpoint()
         log.info("command")
 
@@ -203,7 +212,7 @@ def test_redaction_in_output() -> None:
 def test_redaction_covers_bound_context_and_console() -> None:
     tty = Terminal()
     configure_logging(Logging(format="console"), stream=tty)
-    with structlog.contextvars.bound_contextvars(credentials="alice:hunter2"):
+    with bound_context(credentials="alice:hunter2"):
         get_logger("t").info("x", token="abc123")
     assert "hunter2" not in tty.getvalue()
     assert "abc123" not in tty.getvalue()

@@ -9,6 +9,7 @@ the bytes each end sees. Timeouts that the tests exercise are configured small
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -784,3 +785,24 @@ async def test_server_bad_for_a_crossing_done_is_ignored(env) -> None:
         )
         assert await client.read_line() == b"a OK IDLE terminated (timeout)\r\n"
         await relayed_noop(client, conn, b"b")
+
+
+async def test_rules_see_the_sasl_authorization_identity(env) -> None:
+    # "admin" logs in for "bob" (AUTHENTICATE PLAIN with an authzid): the mailboxes
+    # are bob's, so bob's rules apply.
+    rules = env.tmp_path / "rules.d"
+    rules.mkdir()
+    (rules / "bob.toml").write_text(
+        '[[rule]]\nname = "bob reads only"\nwhen.user = "bob"\nwhen.command = "DELETE"\n'
+        'deny = "not for bob"\n'
+    )
+    with trio.fail_after(TEST_TIMEOUT):
+        client = await env.client(await env.proxy(rules={"dir": str(rules)}))
+        await client.send(
+            b"L AUTHENTICATE PLAIN " + base64.b64encode(b"bob\0admin\0secret-pw") + b"\r\n"
+        )
+        conn = await env.fake.accept()
+        await conn.login()
+        assert (await client.read_line()).startswith(b"L OK ")
+        await client.send(b"d DELETE Old\r\n")
+        assert (await client.read_line()).startswith(b"d NO [NOPERM] not for bob")

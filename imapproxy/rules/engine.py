@@ -628,6 +628,7 @@ def compile_rule(
 _MAX_SESSIONS_MEMO = 4096
 _MAX_COMMANDS_MEMO = 256
 _MAX_MAILBOX_MEMO = 65536
+_MAX_DECISIONS_MEMO = 65536
 _Candidate = tuple[CompiledRule, int, bool]
 """A candidate rule, the bit of its mailbox condition (0: none), whether it has a size one."""
 
@@ -672,6 +673,7 @@ class RuleSet:
             rewrite=self._empty_rewrite,
         )
         self._memo: dict[tuple[Any, ...], dict[str | None, tuple[_Candidate, ...]]] = {}
+        self._decisions: dict[tuple[Any, ...], Decision] = {}
         # Each rule with a mailbox condition has a bit; a mailbox name maps to the
         # bits of the rules it matches.
         with_mailbox = [rule for rule in self.rules if rule.mailbox is not None]
@@ -762,11 +764,23 @@ class RuleSet:
         return matched
 
     def decide(self, ctx: Context) -> Decision:
-        """The decision for one command described by ``ctx``."""
+        """The decision for one command described by ``ctx``.
+
+        Memoised by the matching rules and the command, and the mailboxes when a
+        matching rule has a verdict (a ``readonly`` rule's effect depends on them):
+        a session's commands mostly repeat one decision."""
         matched = self.matching(ctx)
         if not matched:
             return self._default
-        return self._combine(ctx, matched)
+        verdicts = any(rule.verdict is not None for rule in matched)
+        key = (tuple(map(id, matched)), ctx.command, ctx.mailboxes if verdicts else None)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._combine(ctx, matched)
+            if len(self._decisions) >= _MAX_DECISIONS_MEMO:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
 
     def _combine(self, ctx: Context, matched: list[CompiledRule]) -> Decision:
         command = ctx.command
