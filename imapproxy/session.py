@@ -272,6 +272,7 @@ class ClientSession:
         self._mid_response = False
         self._rewrite: Rewrite | None = None
         self._decisions: dict[tuple[object, ...], Decision] = {}
+        self._selected_text: tuple[object, bool, str] = (None, False, "")
         self._trace_on = False
         self._rewrite_of: object = None
         self._held: list[bytes | memoryview] = []
@@ -1287,7 +1288,7 @@ class ClientSession:
             return None
         touched = named
         if command.base_name in _ON_SELECTED and self.mailbox is not None:
-            touched = (mailbox_text(self.mailbox.name, utf8=self._utf8), *named)
+            touched = (self._selected_name(), *named)
         mailboxes = touched + descendants
         size = None
         try:
@@ -1322,6 +1323,17 @@ class ClientSession:
             if any(rewrite.hidden(canonical(name, separator)) for name in descendants):
                 return replace(decision, verdict="deny", deny=_CANNOT_RENAME)
         return decision
+
+    def _selected_name(self) -> str:
+        """The selected mailbox's name as text (decoded once per selection)."""
+        mailbox = self.mailbox
+        assert mailbox is not None
+        utf8 = self._utf8
+        held, held_utf8, text = self._selected_text
+        if held is not mailbox or held_utf8 != utf8:
+            text = mailbox_text(mailbox.name, utf8=utf8)
+            self._selected_text = (mailbox, utf8, text)
+        return text
 
     def _rule_context(
         self,
@@ -1359,7 +1371,7 @@ class ClientSession:
     ) -> CommandAudit:
         mailboxes = named
         if command.base_name in ("COPY", "MOVE") and self.mailbox is not None:
-            mailboxes = (mailbox_text(self.mailbox.name, utf8=self._utf8), *mailboxes)
+            mailboxes = (self._selected_name(), *mailboxes)
         return CommandAudit(
             command.tag, command.name, mailboxes, sequence, rules, level, extra=dict(fields or {})
         )
