@@ -8,6 +8,7 @@ rule asks for, naming the rules that matched.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -56,8 +57,8 @@ def rules_config(tmp_path: Path):
     return make
 
 
-async def archive_state(dovecot: DovecotServer, user: User) -> tuple[bytes, bytes]:
-    """Straight from Dovecot: the archive's message count and message 1's flags."""
+async def archive_state(dovecot: DovecotServer, user: User) -> tuple[bytes, list[bytes]]:
+    """Straight from Dovecot: the archive's message count and every message's flags."""
     direct = await RawImap.connect(
         "localhost", dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
     )
@@ -65,16 +66,26 @@ async def archive_state(dovecot: DovecotServer, user: User) -> tuple[bytes, byte
     await direct.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
     status = await direct.command(b"b", b"STATUS Archive (MESSAGES)")
     await direct.command(b"c", b"EXAMINE Archive")
-    flags = await direct.command(b"d", b"FETCH 1 (FLAGS)")
+    flags = await direct.command(b"d", b"FETCH 1:* (FLAGS)")
     await direct.command(b"e", b"LOGOUT")
     await direct.aclose()
-    return status[0], flags[0]
+    return status[0], flags[:-1]
 
 
 async def test_read_only_archive(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
     with trio.fail_after(30):
+        # The corpus's archive is all read: make two messages unseen first.
+        direct = await RawImap.connect(
+            "localhost", dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
+        )
+        await direct.read_line()
+        await direct.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
+        await direct.command(b"b", b"SELECT Archive")
+        await direct.command(b"c", b"STORE 1:2 -FLAGS.SILENT (\\Seen)")
+        await direct.command(b"d", b"LOGOUT")
+        await direct.aclose()
         before = await archive_state(dovecot, mail_user)
     async with trio.open_nursery() as nursery:
         running = await rules_proxy(
@@ -89,6 +100,11 @@ async def test_read_only_archive(
             assert stored[-1].startswith(b"c NO [NOPERM]")
             expunged = await client.command(b"d", b"EXPUNGE")
             assert expunged[-1].startswith(b"d NO [NOPERM]")
+            moved = await client.command(b"d2", b"MOVE 1 INBOX")
+            assert moved[-1].startswith(b"d2 NO [NOPERM]")
+            # Reading every message whole (not PEEK) sets no \Seen: EXAMINE.
+            read = await client.command(b"d3", b"FETCH 1:* BODY[]")
+            assert read[-1].startswith(b"d3 OK")
             # APPEND into the archive: refused before the client gets "+".
             await client.send(b"e APPEND Archive {5}\r\n")
             assert (await client.read_line()).startswith(b"e NO [NOPERM]")
@@ -105,7 +121,30 @@ async def test_read_only_archive(
             await client.aclose()
         running.proxy.shutdown()
     with trio.fail_after(30):
-        assert await archive_state(dovecot, mail_user) == before  # nothing changed
+        after = await archive_state(dovecot, mail_user)
+    assert after == before  # nothing changed, no message gained \Seen
+    assert any(b"\\Seen" not in line for line in before[1])  # there were unseen ones
+
+
+async def test_user_names_meet_the_same_rules_in_any_case(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    extra = (
+        f'[[rule]]\nname = "no trash"\nwhen.user = "{mail_user.name}"\n'
+        'when.mailbox = "Trash"\ndeny = "not for you"\n'
+    )
+    async with trio.open_nursery() as nursery:
+        rules = rules_config(extra=extra)
+        running = await rules_proxy(nursery, dovecot, proxy_tls, tmp_path, rules)
+        with trio.fail_after(30):
+            for spelling in (mail_user.name, mail_user.name.upper()):
+                shouted = dataclasses.replace(mail_user, name=spelling)
+                client = await login(running.implicit_port, running.ssl_context(), shouted)
+                denied = await client.command(b"b", b"SELECT Trash")
+                assert denied[-1].startswith(b"b NO [NOPERM] not for you"), (spelling, denied)
+                await client.command(b"z", b"LOGOUT")
+                await client.aclose()
+        running.proxy.shutdown()
 
 
 async def test_shared_folders_and_audit_lines(
@@ -313,6 +352,16 @@ async def test_pipelined_behind_select_is_judged_on_the_new_mailbox(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
     with trio.fail_after(30):
+        # The corpus's archive is all read: make two messages unseen first.
+        direct = await RawImap.connect(
+            "localhost", dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
+        )
+        await direct.read_line()
+        await direct.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
+        await direct.command(b"b", b"SELECT Archive")
+        await direct.command(b"c", b"STORE 1:2 -FLAGS.SILENT (\\Seen)")
+        await direct.command(b"d", b"LOGOUT")
+        await direct.aclose()
         before = await archive_state(dovecot, mail_user)
     async with trio.open_nursery() as nursery:
         running = await rules_proxy(
