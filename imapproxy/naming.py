@@ -73,6 +73,8 @@ _RESPONSE_FLAGS = re.compile(
     rb"|(?<![A-Za-z0-9_.\\-])(?:PERMANENT)?FLAGS \((?P<list>[^(){}\"\r\n]*)\)",
     re.IGNORECASE,
 )
+#: KEYWORD and UNKEYWORD search keys with their flag, anywhere in a command.
+_KEYWORD_KEYS = re.compile(rb"(?i)(?<![A-Za-z0-9])(?:UN)?KEYWORD +([^ ()\"{}\r\n]+)")
 #: The same for a command's octets (APPEND): every parenthesised list of atoms.
 _COMMAND_FLAGS = re.compile(
     rb'(?P<q>"(?:[^"\\\r\n]|\\.)*")'
@@ -264,6 +266,16 @@ class Names:
             )
             return args if messages == args.messages else replace(args, messages=messages)
         return args
+
+    def unmapped_keywords(self, raw: bytes) -> bool:
+        """Whether a command the codec does not parse (SORT, THREAD) searches for a
+        keyword that is mapped: it would search for the client's form upstream."""
+        if not self.rewrite.flags:
+            return False
+        return any(
+            self._flag(match.group(1), up=True) != match.group(1)
+            for match in _KEYWORD_KEYS.finditer(raw)
+        )
 
     def command_flags(self, segment: bytes) -> bytes:
         """Flags of an APPEND relayed as it arrives, in the server's form:

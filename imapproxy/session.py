@@ -151,6 +151,7 @@ _UNJUDGED_CAPABILITIES = frozenset(
 )
 _UNJUDGED_DENY = Deny(text="Not available through this proxy", code="CANNOT")
 _UNTRANSLATABLE = Deny(text="Mailbox name not valid on this server", code="CANNOT")
+_UNMAPPED_KEYWORD = Deny(text="Search by this keyword with SEARCH, not here", code="CANNOT")
 _CANNOT_RENAME = Deny(text="This mailbox cannot be renamed", code="NOPERM")
 #: How a command naming a hidden mailbox is refused: as if it did not exist.
 _HIDDEN = Deny(text="Mailbox doesn't exist", code="NONEXISTENT")
@@ -1167,6 +1168,14 @@ class ClientSession:
             except Untranslatable:
                 self._refuse(command, _UNTRANSLATABLE)
                 return None
+        if (
+            names is not None
+            and command.base_name in ("SORT", "THREAD")
+            and names.unmapped_keywords(command.frame.raw)
+        ):
+            # Their search keys are not parsed, so a mapped keyword cannot be.
+            self._refuse(command, _UNMAPPED_KEYWORD)
+            return None
         client_args, args = args, upstream_args or args
         descendants: tuple[str, ...] = ()
         if rules is not None and rules.mailbox_aware and isinstance(args, RenameArgs):

@@ -225,6 +225,13 @@ def test_flags_in_commands() -> None:
     )
 
 
+def test_keywords_in_unparsed_searches() -> None:
+    assert FLAGS.unmapped_keywords(b"a SORT (DATE) UTF-8 OR KEYWORD $junk UNSEEN\r\n")
+    assert FLAGS.unmapped_keywords(b"a UID THREAD REFS UTF-8 unkeyword $Label1\r\n")
+    assert not FLAGS.unmapped_keywords(b"a SORT (DATE) UTF-8 KEYWORD other\r\n")
+    assert not NAMES.unmapped_keywords(b"a SORT (DATE) UTF-8 KEYWORD $Junk\r\n")
+
+
 def test_flags_in_responses() -> None:
     assert FLAGS.response_flags(b"* FLAGS (\\Seen Junk Important)\r\n") == (
         b"* FLAGS (\\Seen $Junk $Label1)\r\n"

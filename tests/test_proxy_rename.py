@@ -207,6 +207,8 @@ async def test_listing_on_the_wire(
             assert statuses[1].startswith(b'* STATUS "Deleted Items" (MESSAGES ')
             selected = await client.command(b"e", b'SELECT "Deleted Items"')
             assert selected[-1].startswith(b"e OK [READ-WRITE]")
+            sorted_ = await client.command(b"e2", b"SORT (DATE) UTF-8 KEYWORD $Junk")
+            assert sorted_[-1].startswith(b"e2 NO [CANNOT]")  # not searched unmapped
             # APPEND with the mailbox name as a literal, the message streamed.
             await client.send(b"f APPEND {10}\r\n")
             assert (await client.read_line()).startswith(b"+ ")
