@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import structlog
 import trio
+from imap_raw import RawImap
 from secret_watch import SecretWatch
 
 from imapproxy.config import Logging
@@ -183,6 +184,22 @@ async def start_proxy(
     proxy = Proxy(config)
     await nursery.start(proxy.serve)
     return RunningProxy(proxy, tls)
+
+
+async def dovecot_commands(
+    server: DovecotServer, user: User, *commands: bytes
+) -> list[list[bytes]]:
+    """What ``server`` itself answers to ``commands`` (each a list of response
+    lines, the tagged one last), on a direct connection logged in as ``user``."""
+    client = await RawImap.connect(
+        server.hostname, server.imaps_port, ssl_context=server.client_ssl_context()
+    )
+    await client.read_line()
+    await client.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
+    replies = [await client.command(b"c%d" % i, command) for i, command in enumerate(commands)]
+    await client.command(b"z", b"LOGOUT")
+    await client.aclose()
+    return replies
 
 
 @pytest.fixture

@@ -66,6 +66,13 @@ class Env:
             **options,
         )
 
+    def rules(self, text: str) -> dict[str, str]:
+        """A ``[rules]`` table whose directory holds one file with ``text``."""
+        directory = self.tmp_path / "rules.d"
+        directory.mkdir()
+        (directory / "rules.toml").write_text(text)
+        return {"dir": str(directory)}
+
     async def client(self, proxy: RunningProxy, *, greeting: bool = True) -> RawClient:
         client = await RawClient.connect(
             proxy.implicit_port, proxy.ssl_context(), greeting=greeting
@@ -718,16 +725,14 @@ async def test_failed_login_limits_from_a_rule(env) -> None:
     # limit.failed_logins_per_ip = 2: two free failures per IP across users, then
     # every attempt from it waits, the delay doubling.
     base = 0.4
-    rules = env.tmp_path / "rules.d"
-    rules.mkdir()
-    (rules / "limits.toml").write_text(
+    rules = env.rules(
         '[[rule]]\nname = "office"\n'
         "limit = { failed_logins_per_ip = 2, failed_logins_per_user_ip = 1 }\n"
     )
     with trio.fail_after(TEST_TIMEOUT):
         running = await env.proxy(
             limits={"login_failure_delay": base, "login_failure_max_delay": 5.0},
-            rules={"dir": str(rules)},
+            rules=rules,
         )
         client = await env.client(running)
 
@@ -790,14 +795,12 @@ async def test_server_bad_for_a_crossing_done_is_ignored(env) -> None:
 async def test_rules_see_the_sasl_authorization_identity(env) -> None:
     # "admin" logs in for "bob" (AUTHENTICATE PLAIN with an authzid): the mailboxes
     # are bob's, so bob's rules apply.
-    rules = env.tmp_path / "rules.d"
-    rules.mkdir()
-    (rules / "bob.toml").write_text(
+    rules = env.rules(
         '[[rule]]\nname = "bob reads only"\nwhen.user = "bob"\nwhen.command = "DELETE"\n'
         'deny = "not for bob"\n'
     )
     with trio.fail_after(TEST_TIMEOUT):
-        client = await env.client(await env.proxy(rules={"dir": str(rules)}))
+        client = await env.client(await env.proxy(rules=rules))
         await client.send(
             b"L AUTHENTICATE PLAIN " + base64.b64encode(b"bob\0admin\0secret-pw") + b"\r\n"
         )

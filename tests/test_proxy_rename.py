@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import SKIP_ENV, start_proxy, watch_users
+from conftest import SKIP_ENV, dovecot_commands, start_proxy, watch_users
 from imap_raw import RawImap
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -80,19 +80,6 @@ async def legacy_proxy(nursery: trio.Nursery, legacy: DovecotServer, tls: ProxyT
     )
 
 
-async def direct(legacy: DovecotServer, user: User, *commands: bytes) -> list[list[bytes]]:
-    """What the server itself answers to ``commands`` (after LOGIN)."""
-    client = await RawImap.connect(
-        "localhost", legacy.imaps_port, ssl_context=legacy.client_ssl_context()
-    )
-    await client.read_line()
-    await client.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
-    replies = [await client.command(b"c%d" % i, command) for i, command in enumerate(commands)]
-    await client.command(b"z", b"LOGOUT")
-    await client.aclose()
-    return replies
-
-
 def names_of(listing: list[tuple[Any, bytes, str]]) -> set[str]:
     return {name for _flags, _delimiter, name in listing}
 
@@ -133,7 +120,10 @@ async def test_renamed_folders_with_a_real_client(
             c.logout()
         return seen
 
-    before = await direct(legacy, user, b"STATUS Trash (MESSAGES)", b"STATUS Sent (MESSAGES)")
+    with trio.fail_after(30):
+        before = await dovecot_commands(
+            legacy, user, b"STATUS Trash (MESSAGES)", b"STATUS Sent (MESSAGES)"
+        )
     async with trio.open_nursery() as nursery:
         running = await legacy_proxy(nursery, legacy, proxy_tls, tmp_path)
         with trio.fail_after(60):
@@ -157,7 +147,7 @@ async def test_renamed_folders_with_a_real_client(
     assert "Sent subfolders are kept" in seen["Sent Items/Y2024"]
 
     with trio.fail_after(30):
-        after = await direct(
+        after = await dovecot_commands(
             legacy,
             user,
             b'LIST "" "Sent*"',
@@ -185,7 +175,7 @@ async def test_listing_on_the_wire(
     with trio.fail_after(30):
         # The server's own "Sent Items" is shadowed: the client's "Sent Items" is
         # the server's "Sent". It must not show up twice, nor be reachable.
-        await direct(legacy, user, b'CREATE "Sent Items"')
+        await dovecot_commands(legacy, user, b'CREATE "Sent Items"')
     async with trio.open_nursery() as nursery:
         running = await legacy_proxy(nursery, legacy, proxy_tls, tmp_path)
         with trio.fail_after(30):
@@ -221,5 +211,7 @@ async def test_listing_on_the_wire(
             await client.aclose()
         running.proxy.shutdown()
     with trio.fail_after(30):
-        stored = await direct(legacy, user, b"EXAMINE Sent", b"SEARCH KEYWORD Junk SUBJECT legacy")
+        stored = await dovecot_commands(
+            legacy, user, b"EXAMINE Sent", b"SEARCH KEYWORD Junk SUBJECT legacy"
+        )
     assert stored[1][0] != b"* SEARCH\r\n", stored

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import structlog
 import trio
-from conftest import start_proxy
+from conftest import dovecot_commands, start_proxy
 from imap_raw import RawImap
 
 import imapproxy.logs
@@ -59,16 +59,9 @@ def rules_config(tmp_path: Path):
 
 async def archive_state(dovecot: DovecotServer, user: User) -> tuple[bytes, list[bytes]]:
     """Straight from Dovecot: the archive's message count and every message's flags."""
-    direct = await RawImap.connect(
-        "localhost", dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
+    status, _, flags = await dovecot_commands(
+        dovecot, user, b"STATUS Archive (MESSAGES)", b"EXAMINE Archive", b"FETCH 1:* (FLAGS)"
     )
-    await direct.read_line()
-    await direct.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
-    status = await direct.command(b"b", b"STATUS Archive (MESSAGES)")
-    await direct.command(b"c", b"EXAMINE Archive")
-    flags = await direct.command(b"d", b"FETCH 1:* (FLAGS)")
-    await direct.command(b"e", b"LOGOUT")
-    await direct.aclose()
     return status[0], flags[:-1]
 
 
@@ -77,15 +70,9 @@ async def test_read_only_archive(
 ) -> None:
     with trio.fail_after(30):
         # The corpus's archive is all read: make two messages unseen first.
-        direct = await RawImap.connect(
-            "localhost", dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
+        await dovecot_commands(
+            dovecot, mail_user, b"SELECT Archive", b"STORE 1:2 -FLAGS.SILENT (\\Seen)"
         )
-        await direct.read_line()
-        await direct.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
-        await direct.command(b"b", b"SELECT Archive")
-        await direct.command(b"c", b"STORE 1:2 -FLAGS.SILENT (\\Seen)")
-        await direct.command(b"d", b"LOGOUT")
-        await direct.aclose()
         before = await archive_state(dovecot, mail_user)
     async with trio.open_nursery() as nursery:
         running = await rules_proxy(
@@ -352,16 +339,6 @@ async def test_pipelined_behind_select_is_judged_on_the_new_mailbox(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
     with trio.fail_after(30):
-        # The corpus's archive is all read: make two messages unseen first.
-        direct = await RawImap.connect(
-            "localhost", dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
-        )
-        await direct.read_line()
-        await direct.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
-        await direct.command(b"b", b"SELECT Archive")
-        await direct.command(b"c", b"STORE 1:2 -FLAGS.SILENT (\\Seen)")
-        await direct.command(b"d", b"LOGOUT")
-        await direct.aclose()
         before = await archive_state(dovecot, mail_user)
     async with trio.open_nursery() as nursery:
         running = await rules_proxy(
