@@ -1242,9 +1242,10 @@ class ClientSession:
             self._audit(record, "NO", deny.code, trio.current_time())
 
     def _names(self) -> Names | None:
-        """Mailbox name translation for this session (None: names are not rewritten)."""
+        """Mailbox name and flag translation for this session (None: neither is
+        rewritten)."""
         rewrite = self._session_rewrite()
-        if rewrite is None or not rewrite.renames:
+        if rewrite is None or not (rewrite.renames or rewrite.flags):
             return None
         return Names(rewrite, self._utf8)
 
@@ -1618,7 +1619,7 @@ class ClientSession:
             target.apply(response)
         if name in RENAMED_RESPONSES:
             names = self._names()
-            if names is not None:
+            if names is not None and names.rewrite.renames:
                 oldest = upstream.oldest if upstream is not None else None
                 raw = names.response(response, oldest.listing if oldest is not None else None)
                 if raw is not None:

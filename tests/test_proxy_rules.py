@@ -475,3 +475,32 @@ async def test_trace_of_a_matching_session(
     assert not any(line.startswith("a LOGIN") for _, line in trace)  # before login
     # Only the matching user's session was traced: one EXAMINE line.
     assert sum(line.startswith("b EXAMINE") for _, line in trace) == 1
+
+
+async def test_flag_mapping_alone(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
+) -> None:
+    # A keyword renamed for every session (no mailbox renaming): STORE and SEARCH
+    # use the server's, FETCH and FLAGS show the client's.
+    extra = '[[rule]]\nname = "keywords"\nrewrite.flags = { "$Important" = "ImportantOld" }\n'
+    async with trio.open_nursery() as nursery:
+        rules = rules_config(extra=extra)
+        running = await rules_proxy(nursery, dovecot, proxy_tls, tmp_path, rules)
+        with trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), mail_user)
+            await client.command(b"b", b"SELECT INBOX")
+            stored = await client.command(b"c", b"STORE 3 +FLAGS ($Important)")
+            assert b"$Important" in stored[0], stored
+            assert b"ImportantOld" not in stored[0], stored
+            found = await client.command(b"d", b"SEARCH KEYWORD $Important")
+            assert found[0].split()[2:] == [b"3"], found
+            flags = await client.command(b"e", b"FETCH 3 (FLAGS)")
+            assert b"$Important" in flags[0]
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
+    with trio.fail_after(30):
+        _, fetched = await dovecot_commands(
+            dovecot, mail_user, b"EXAMINE INBOX", b"FETCH 3 (FLAGS)"
+        )
+    assert b"ImportantOld" in fetched[0] and b"$Important" not in fetched[0], fetched
