@@ -503,4 +503,5 @@ async def test_flag_mapping_alone(
         _, fetched = await dovecot_commands(
             dovecot, mail_user, b"EXAMINE INBOX", b"FETCH 3 (FLAGS)"
         )
-    assert b"ImportantOld" in fetched[0] and b"$Important" not in fetched[0], fetched
+    assert b"ImportantOld" in fetched[0], fetched
+    assert b"$Important" not in fetched[0], fetched
