@@ -864,3 +864,46 @@ def test_the_engine_does_no_io():
     code = "import sys, imapproxy.rules; print(sorted({'trio', 'structlog'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cache_action(tmp_path):
+    ruleset = load_rules(
+        write(
+            tmp_path / "rules",
+            {
+                "a.toml": (
+                    '[[rule]]\nname = "no cache for drafts"\nwhen.mailbox = "Drafts"\n'
+                    "cache = false\n"
+                    '[[rule]]\nname = "offices"\ncache = true\n'
+                    '[[rule]]\nname = "public"\nwhen.mailbox = "Public/*"\n'
+                    'cache = { shared = true, admit_after = 1, items = ["body", "ENVELOPE"] }\n'
+                )
+            },
+        )
+    )
+    drafts = ruleset.decide(Context(user="a", command="UID FETCH", mailboxes=("Drafts",)))
+    assert drafts.cache is None  # the first rule with cache decides: off
+    inbox = ruleset.decide(Context(user="a", command="UID FETCH", mailboxes=("INBOX",)))
+    assert inbox.cache is not None
+    assert inbox.cache.admit_after == 2  # the defaults of cache = true
+    assert inbox.cache.items >= {"BODY", "BINARY", "ENVELOPE", "BODYSTRUCTURE"}
+    assert not inbox.cache.shared
+    public = ruleset.decide(Context(user="a", command="FETCH", mailboxes=("Public/x",)))
+    assert public.cache is not None
+    assert public.cache.shared is False  # "offices" matched first
+    assert "cache after 2 fetches in 3600s" in ruleset.summary()
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('cache = { items = ["FLAGS"] }', "cache.items: expected one of BODY"),
+        ('cache = { min_size = "2MiB", max_size = "1MiB" }', "cache.max_size: must be at least"),
+        ("cache = { admit_after = 0 }", "cache.admit_after"),
+        ('cache = "yes"', "cache"),
+    ],
+)
+def test_cache_action_errors(tmp_path, text, error):
+    with pytest.raises(RuleError) as info:
+        load_rules(write(tmp_path / "rules", {"a.toml": f'[[rule]]\nname = "x"\n{text}\n'}))
+    assert error in str(info.value)

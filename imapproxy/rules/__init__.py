@@ -11,6 +11,7 @@ from imapproxy.router import normalise_user
 from imapproxy.rules.engine import (
     READONLY_DENY,
     WRITE_TARGETS,
+    CachePolicy,
     CompiledRule,
     Context,
     Decision,
@@ -48,6 +49,7 @@ def load_configured_rules(config: Config) -> RuleSet | None:
 __all__ = [
     "READONLY_DENY",
     "WRITE_TARGETS",
+    "CachePolicy",
     "CompiledRule",
     "Context",
     "Decision",

@@ -180,6 +180,25 @@ class Limits:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachePolicy:
+    """A ``cache`` action: which fetched data is cached, and how (docs/cache.md).
+
+    ``items`` holds names of :data:`~imapproxy.rules.model.CACHE_ITEMS`; sizes in
+    octets; an entry is admitted once fetched ``admit_after`` times within
+    ``window`` seconds; ``ttl`` None means ``[cache] ttl``; ``shared`` keys a
+    mailbox's entries without the user."""
+
+    enabled: bool = True
+    items: frozenset[str] = frozenset()
+    min_size: int = 0
+    max_size: int = 0
+    admit_after: int = 2
+    window: float = 3600.0
+    ttl: float | None = None
+    shared: bool = False
+
+
 def _first(a: Any, b: Any) -> Any:
     return b if a is None else a
 
@@ -377,6 +396,8 @@ class Decision:
         matched: names of the matching enforced rules, in order.
         shadowed: matching shadow rules, in order.
         rewrite: the accumulated rewrite; limits: the accumulated limits.
+        cache: the cache policy of the first matching rule with ``cache`` (None:
+            nothing is cached, also when that rule says ``cache = false``).
     """
 
     verdict: Verdict
@@ -391,6 +412,7 @@ class Decision:
     shadowed: tuple[Shadowed, ...] = ()
     rewrite: Rewrite = field(default_factory=Rewrite)
     limits: Limits = field(default_factory=Limits)
+    cache: CachePolicy | None = None
 
     @property
     def allowed(self) -> bool:
@@ -427,6 +449,7 @@ class CompiledRule:
     trace: bool
     rewrite: Rewrite | None
     limits: Limits | None
+    cache: CachePolicy | None
     session_only: bool
     rule: Rule = field(repr=False, compare=False)
 
@@ -495,6 +518,16 @@ class CompiledRule:
         if rule.limit is not None:
             parts = [f"{key}={value}" for key, value in rule.limit if value is not None]
             actions.append(f"limit {', '.join(parts)}")
+        if self.cache is not None:
+            if not self.cache.enabled:
+                actions.append("no cache")
+            else:
+                policy = self.cache
+                shared = ", shared" if policy.shared else ""
+                actions.append(
+                    f"cache after {policy.admit_after} fetches in {policy.window:g}s, "
+                    f"{policy.min_size}..{policy.max_size} octets{shared}"
+                )
         when = "; ".join(conditions) or "always"
         mode = " [shadow]" if self.shadow else ""
         return f"{self.name!r}{mode}: {when} -> {', '.join(actions)}"
@@ -602,6 +635,19 @@ def compile_rule(
             failed_logins_per_ip=rule.limit.failed_logins_per_ip,
             failed_logins_per_user_ip=rule.limit.failed_logins_per_user_ip,
         )
+    cache = None
+    if rule.cache is not None:
+        spec = rule.cache
+        cache = CachePolicy(
+            enabled=spec.enabled,
+            items=frozenset(spec.items),
+            min_size=spec.min_size,
+            max_size=spec.max_size,
+            admit_after=spec.admit_after,
+            window=spec.window,
+            ttl=spec.ttl,
+            shared=spec.shared,
+        )
     return CompiledRule(
         name=rule.name,
         source=source,
@@ -618,6 +664,7 @@ def compile_rule(
         trace=rule.trace,
         rewrite=_compile_rewrite(rule, separator),
         limits=limits,
+        cache=cache,
         session_only=when.session_only,
         rule=rule,
     )
@@ -797,6 +844,7 @@ class RuleSet:
         shadowed: list[Shadowed] = []
         rewrite = self._empty_rewrite
         limits: Limits | None = None
+        cache: CachePolicy | None = None
         for rule in matched:
             effect = (
                 rule.effect(command, mailboxes)
@@ -828,6 +876,8 @@ class RuleSet:
                 rewrite = rule.rewrite if empty else rewrite.merged(rule.rewrite)
             if rule.limits is not None:
                 limits = rule.limits if limits is None else limits.merged(rule.limits)
+            if cache is None and rule.cache is not None:
+                cache = rule.cache  # the first matching rule with ``cache`` decides
             if rule.verdict == "readonly":
                 readonly = True
             if verdict is None and effect is not None:
@@ -848,6 +898,7 @@ class RuleSet:
             shadowed=tuple(shadowed),
             rewrite=rewrite,
             limits=limits or Limits(),
+            cache=cache if cache is not None and cache.enabled else None,
         )
 
     def session_rewrite(self, ctx: Context) -> Rewrite:

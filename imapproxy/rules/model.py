@@ -3,7 +3,7 @@
 A rule file is a TOML document of ``[[rule]]`` tables (:class:`RuleFile`). Each
 :class:`Rule` has a ``name``, a ``mode``, an optional ``when`` table of conditions
 (:class:`When`) and actions (``log``, ``trace``, ``deny``, ``allow``, ``readonly``,
-``rewrite``, ``limit``). Keys that take "one or many" (``when.user``,
+``rewrite``, ``limit``, ``cache``). Keys that take "one or many" (``when.user``,
 ``when.mailbox``, ``rewrite.hide``, ...) accept a string or an array of strings
 and store a tuple. Everything here only *validates*: patterns, globs and CIDRs are
 checked here and compiled by :mod:`imapproxy.rules.engine`.
@@ -36,6 +36,7 @@ from pydantic import (
 from imapproxy.config import (
     ByteSize,
     Count,
+    Duration,
     Section,
     _describe,
     _error,
@@ -48,7 +49,9 @@ from imapproxy.config import (
 from imapproxy.rules.patterns import MailboxPattern, check_separator
 
 __all__ = [
+    "CACHE_ITEMS",
     "AppendSize",
+    "CacheAction",
     "Capabilities",
     "DenyAction",
     "LimitAction",
@@ -364,6 +367,53 @@ class LimitAction(Section):
     failed_logins_per_user_ip: Count | None = None
 
 
+#: What ``cache.items`` may name: BODY is every body section (BODY[...], RFC822,
+#: RFC822.HEADER, RFC822.TEXT), BINARY every BINARY[...], BODYSTRUCTURE also the
+#: non-extensible BODY structure.
+CACHE_ITEMS = ("BODY", "BINARY", "ENVELOPE", "BODYSTRUCTURE", "RFC822.SIZE", "INTERNALDATE")
+
+
+def _cache_items(value: object) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise _error(f"expected an item name or a non-empty list of them, got {_show(value)}")
+    out = []
+    for item in items:
+        if not isinstance(item, str) or item.upper() not in CACHE_ITEMS:
+            raise _error(f"expected one of {', '.join(CACHE_ITEMS)}, got {_show(item)}")
+        out.append(item.upper())
+    return tuple(out)
+
+
+class CacheAction(Section):
+    """``cache``: which fetched message data of the matching commands is cached
+    (``cache = true``: these defaults; ``cache = false``: none)."""
+
+    enabled: StrictBool = True
+    items: Annotated[tuple[str, ...], PlainValidator(_cache_items)] = CACHE_ITEMS
+    min_size: ByteSize = 0
+    max_size: ByteSize = 32 * 1024 * 1024
+    admit_after: Count = 2
+    """Stored once fetched this many times within ``window`` ("frequently fetched")."""
+    window: Duration = 3600.0
+    ttl: Duration | None = None
+    """Entry lifetime; None: ``[cache] ttl``."""
+    shared: StrictBool = False
+    """The mailbox is shared (a public folder): one entry serves every user."""
+
+    @model_validator(mode="after")
+    def _sizes(self) -> CacheAction:
+        if self.min_size > self.max_size:
+            _fail((("max_size",), f"must be at least min_size ({format_size(self.min_size)})"))
+        return self
+
+
+def _cache_shorthand(value: object) -> object:
+    if isinstance(value, bool):
+        return {"enabled": value}
+    return value
+
+
 # -- rules -------------------------------------------------------------------------
 
 
@@ -386,6 +436,7 @@ class Rule(Section):
     readonly: StrictBool = False
     rewrite: RewriteAction | None = None
     limit: LimitAction | None = None
+    cache: Annotated[CacheAction | None, BeforeValidator(_cache_shorthand)] = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
@@ -400,13 +451,13 @@ class Rule(Section):
         ]
         if len(verdicts) > 1:
             _fail(((verdicts[1],), f"a rule has one verdict; it has {' and '.join(verdicts)}"))
-        actions = (self.log, self.deny, self.rewrite, self.limit)
+        actions = (self.log, self.deny, self.rewrite, self.limit, self.cache)
         if not (self.trace or self.allow or self.readonly or any(a is not None for a in actions)):
             _fail(
                 (
                     (),
                     "no action: expected at least one of log, trace, deny, allow, readonly, "
-                    "rewrite, limit",
+                    "rewrite, limit, cache",
                 )
             )
         return self
