@@ -219,7 +219,7 @@ def test_examples_together(tmp_path):
         (
             '[[rule]]\nname = "a"\nlogs = "info"\n',
             "rule 'a' (#1): logs: unknown key; expected one of: name, mode, when, log, trace, "
-            "deny, allow, readonly, rewrite, limit",
+            "deny, allow, readonly, rewrite, limit, cache",
         ),
         (
             '[[rule]]\nname = "a"\nwhen.mailboxes = "x"\nallow = true\n',
@@ -281,7 +281,7 @@ def test_examples_together(tmp_path):
         (
             '[[rule]]\nname = "a"\n',
             "rule 'a' (#1): no action: expected at least one of log, trace, deny, allow, "
-            "readonly, rewrite, limit",
+            "readonly, rewrite, limit, cache",
         ),
         (
             '[[rule]]\nname = "a"\nrewrite.separator = { client = "..", upstream = "." }\n',
