@@ -90,7 +90,7 @@ from imapproxy.wire.responses import (
 from imapproxy.wire.search import SearchKey
 from imapproxy.wire.values import FetchItem, Mailbox, SequenceSet, format_date, format_datetime
 
-__all__ = ["FrameBuilder", "build_command", "build_response", "continuation"]
+__all__ = ["FrameBuilder", "build_command", "build_response", "continuation", "fetch_value"]
 
 _QUOTABLE_UTF8 = re.compile(rb"[^\x00\r\n]*")
 # What a generic atom may hold: no CTL except inside brackets, where SP may appear
@@ -877,6 +877,14 @@ def _fetch_value(b: FrameBuilder, item: FetchItem, value: FetchValue) -> None:
         b.literal(value.view(), binary=value.binary)
     else:
         b.value(value)  # type: ignore[arg-type]
+
+
+def fetch_value(item: FetchItem, value: FetchValue, *, utf8: bool = False) -> bytes:
+    """The wire form of one FETCH response item's value (what follows its name),
+    as :func:`build_response` writes it: a literal keeps its ``{n}`` CRLF."""
+    b = FrameBuilder(utf8=utf8)
+    _fetch_value(b, item, value)
+    return b"".join(b._parts)
 
 
 def _r_fetch(b: FrameBuilder, data: object, name: str | None) -> None:
