@@ -1,15 +1,15 @@
 # `make test` and `make demo` work on a fresh Debian machine with Python 3.11:
 # each installs what it needs (a .venv with the packages of pyproject.toml, and
-# Debian's dovecot-imapd when it is missing).
+# Debian's dovecot-imapd and redis-server when they are missing).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck format bench coverage dovecot python-venv venv clean
+.PHONY: test demo lint typecheck format bench coverage dovecot redis python-venv venv clean
 
-test: venv dovecot lint typecheck
+test: venv dovecot redis lint typecheck
 	$(BIN)/pytest
 
 demo: venv dovecot
@@ -24,7 +24,7 @@ bench: venv dovecot
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/rules.py
 
-coverage: venv dovecot
+coverage: venv dovecot redis
 	$(BIN)/coverage run -m pytest -q
 	$(BIN)/coverage report
 
@@ -75,6 +75,24 @@ dovecot:
 	fi; \
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; \
+	status=$$?; \
+	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	exit $$status
+
+# Debian's redis-server, installed when missing, for the Redis tier of the part
+# cache (tests start their own private instance). policy-rc.d as for dovecot.
+redis:
+	@if command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "redis-server is missing: run 'sudo apt-get install redis-server' (or make as root)" >&2; \
+		exit 1; \
+	fi; \
+	created=0; \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; created=1; \
+	fi; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	status=$$?; \
 	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
 	exit $$status

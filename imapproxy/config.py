@@ -34,6 +34,7 @@ import re
 import ssl
 import tomllib
 import types
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,8 +59,11 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
+    "CACHE_KEY_HINT",
     "Address",
     "ByteSize",
+    "ByteSizeOrOff",
+    "CacheSettings",
     "Config",
     "ConfigError",
     "Duration",
@@ -76,8 +80,10 @@ __all__ = [
     "format_duration",
     "format_size",
     "load_config",
+    "parse_cache_key",
     "parse_config",
     "parse_duration",
+    "parse_redis_password",
     "parse_size",
 ]
 
@@ -757,6 +763,167 @@ class Rules(Section):
     ``rewrite.hide``) and the upstream names of ``rewrite.mailbox`` are written with it."""
 
 
+def _parse_size_or_zero(value: object) -> int:
+    if (type(value) is int and value == 0) or value == "0":
+        return 0
+    return parse_size(value)
+
+
+ByteSizeOrOff = Annotated[int, PlainValidator(_pydantic(_parse_size_or_zero)), _Shown("size")]
+"""A :data:`ByteSize`, or 0 to turn off what it sizes."""
+
+CACHE_KEY_HINT = "64 hex digits (32 random bytes), as written by: openssl rand -hex 32"
+
+
+def parse_cache_key(text: bytes) -> bytes:
+    """The 32-byte key of a ``cache.key_file``: 64 hex digits, whitespace around ignored.
+
+    Raises ValueError saying what was expected; the message never shows the content.
+    """
+    digits = text.strip()
+    if len(digits) != 64 or not re.fullmatch(rb"[0-9A-Fa-f]{64}", digits):
+        raise ValueError(f"expected {CACHE_KEY_HINT}")
+    return bytes.fromhex(digits.decode("ascii"))
+
+
+def parse_redis_password(text: bytes) -> str:
+    """The password of a ``cache.redis_password_file``: its content without the line end.
+
+    Raises ValueError (never showing the content) when it is empty or not UTF-8.
+    """
+    try:
+        password = text.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ValueError("expected the Redis password as UTF-8 text") from None
+    if not password or "\n" in password:
+        raise ValueError("expected the Redis password on one line")
+    return password
+
+
+def _secret_file(parse: Callable[[bytes], object]) -> Callable[[Path], Path]:
+    """A validator of a readable file whose content ``parse`` accepts."""
+
+    def validate(path: Path) -> Path:
+        try:
+            parse(path.read_bytes())
+        except OSError as exc:
+            raise _error(f"cannot read {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise _error(f"{path}: {exc}") from None
+        return path
+
+    return validate
+
+
+def _cache_dir(path: Path, info: ValidationInfo) -> Path:
+    path = _resolve(path, info)
+    if path.exists() and not path.is_dir():
+        raise _error(f"not a directory: {path}")
+    if not path.exists() and not path.parent.is_dir():
+        raise _error(f"directory not found: {path.parent} (the proxy creates {path.name} in it)")
+    return path
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(url: str) -> str:
+    """``url`` when it is a Redis URL without a password; the message never shows it."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise _error("expected a Redis URL such as 'redis://127.0.0.1:6379/0'") from None
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise _error(
+            "expected a Redis URL such as 'redis://127.0.0.1:6379/0' "
+            f"(schemes: {', '.join(_REDIS_SCHEMES)})"
+        )
+    if parts.password is not None:
+        raise _error(
+            "the URL holds a password: put it in redis_password_file instead "
+            "(the configuration file is no place for secrets)"
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise _error("expected a host in the Redis URL, as in 'redis://127.0.0.1:6379/0'")
+    if parts.scheme == "unix" and not parts.path:
+        raise _error("expected a socket path in the Redis URL, as in 'unix:///run/redis.sock'")
+    return url
+
+
+class CacheSettings(Section):
+    """``[cache]``: the MIME-part cache's tiers (see :mod:`imapproxy.cache`, docs/cache.md).
+
+    Only paths are kept here: the key and the Redis password are read from their files
+    when the cache starts (:meth:`read_key`, :meth:`read_redis_password`), so no
+    repr, log line or ``imapproxy check`` output can show them.
+    """
+
+    memory_bytes: ByteSizeOrOff = 64 * 1024**2
+    """Budget of the in-process tier; 0: no memory tier."""
+    disk_dir: Annotated[Path, AfterValidator(_cache_dir)] | None = None
+    """Directory of the disk tier (created when missing; survives restarts); None: none."""
+    disk_bytes: ByteSize = 1024**3
+    """Budget of the disk tier."""
+    redis_url: Annotated[str, Field(strict=True), AfterValidator(_redis_url)] | None = None
+    """The shared tier of several proxy instances, ``redis://host:port/db``; None: none."""
+    redis_password_file: (
+        Annotated[
+            Path, AfterValidator(_readable_file), AfterValidator(_secret_file(parse_redis_password))
+        ]
+        | None
+    ) = None
+    """File holding the password for Redis AUTH; required with ``redis_url``."""
+    redis_timeout: Duration = 0.2
+    """Connecting to Redis and each Redis command; past it the tier counts as failing."""
+    key_file: (
+        Annotated[
+            Path, AfterValidator(_readable_file), AfterValidator(_secret_file(parse_cache_key))
+        ]
+        | None
+    ) = None
+    """File of the key that encrypts the disk and Redis tiers (:data:`CACHE_KEY_HINT`);
+    required with ``disk_dir`` or ``redis_url``."""
+    ttl: Duration = 7 * 86400.0
+    """How long an entry lives unless the cache is told otherwise."""
+
+    @model_validator(mode="after")
+    def _secrets_for_stores(self) -> CacheSettings:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        stores = [name for name in ("disk_dir", "redis_url") if getattr(self, name) is not None]
+        if stores and self.key_file is None:
+            problems.append(
+                (
+                    ("key_file",),
+                    f"required with {' and '.join(stores)}: those tiers hold mail, encrypted "
+                    f"with this key; expected a file of {CACHE_KEY_HINT}",
+                )
+            )
+        if self.redis_url is not None and self.redis_password_file is None:
+            problems.append(
+                (
+                    ("redis_password_file",),
+                    "required with redis_url: a file holding the password for Redis AUTH "
+                    "(set requirepass in redis.conf)",
+                )
+            )
+        if problems:
+            _fail(*problems)
+        return self
+
+    def read_key(self) -> bytes:
+        """The 32-byte key from ``key_file``; raises OSError or ValueError."""
+        if self.key_file is None:
+            raise ValueError("cache.key_file is not set")
+        return parse_cache_key(self.key_file.read_bytes())
+
+    def read_redis_password(self) -> str:
+        """The Redis password from ``redis_password_file``; raises OSError or ValueError."""
+        if self.redis_password_file is None:
+            raise ValueError("cache.redis_password_file is not set")
+        return parse_redis_password(self.redis_password_file.read_bytes())
+
+
 class Config(Section):
     """The whole configuration file. Build it with :func:`load_config`."""
 
@@ -768,6 +935,7 @@ class Config(Section):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     logging: Logging = Field(default_factory=Logging)
     rules: Rules = Field(default_factory=Rules)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     _source: Path = PrivateAttr(default=Path("<string>"))
 
@@ -953,6 +1121,16 @@ def _plain_summary(section: BaseModel) -> list[str]:
             + {
                 "  format = auto": " (console on a terminal, JSON lines otherwise)",
                 "  file = none": " (standard output)",
+            }.get(line, "")
+            for line in lines
+        ]
+    if isinstance(section, CacheSettings):  # which tiers are off
+        lines = [
+            line
+            + {
+                "  memory_bytes = 0 bytes": " (no memory tier)",
+                "  disk_dir = none": " (no disk tier)",
+                "  redis_url = none": " (no Redis tier)",
             }.get(line, "")
             for line in lines
         ]

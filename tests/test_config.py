@@ -792,10 +792,10 @@ def test_unknown_keys_are_refused_with_the_known_ones() -> None:
     assert errors == [
         "listener[0].port: unknown key; expected one of: address, tls, name",
         "logging.colour: unknown key; expected one of: level, format, file",
+        "cache.size: unknown key; expected one of: memory_bytes, disk_dir, disk_bytes, "
+        "redis_url, redis_password_file, redis_timeout, key_file, ttl",
         "source: unknown key; expected one of: "
-        "listener, tls, upstream, routes, limits, timeouts, logging, rules",
-        "cache: unknown key; expected one of: "
-        "listener, tls, upstream, routes, limits, timeouts, logging, rules",
+        "listener, tls, upstream, routes, limits, timeouts, logging, rules, cache",
     ]
 
 
@@ -943,6 +943,7 @@ def test_summary_of_a_minimal_config() -> None:
         "timeouts",
         "logging",
         "rules",
+        "cache",
     }
 
 
