@@ -612,6 +612,18 @@ def test_cache_summary_says_which_tiers_are_off() -> None:
     assert "  ttl = 604800s (7d)" in summary
 
 
+def test_documented_cache_example_parses(tmp_path: Path, key_file: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    example = doc.split("## `[cache]`", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "redis.password").write_text("password\n")
+    key_file.rename(tmp_path / "cache.key")
+    example = example.replace("/etc/imapproxy/", f"{tmp_path}/")
+    settings = parse_config(LOOPBACK + example.replace("/var/cache/", f"{tmp_path}/")).cache
+    assert settings.disk_dir == tmp_path / "imapproxy"
+    assert (settings.memory_bytes, settings.disk_bytes) == (256 * 1024**2, 20 * 1024**3)
+    assert settings.ttl == 3 * 86400.0
+
+
 def test_check_prints_the_cache_section(
     tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
