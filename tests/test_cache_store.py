@@ -37,6 +37,16 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, not started: for tests that stop it."""
+    server = _new_redis_server()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 def _new_redis_server() -> RedisServer:
     try:
         return RedisServer()
@@ -474,38 +484,37 @@ async def test_redis_with_a_wrong_password_is_a_miss(
         await cache.aclose()
 
 
-async def test_redis_taken_away_and_brought_back(tmp_path: Path, key_file: Path) -> None:
-    server = _new_redis_server()
+async def test_redis_taken_away_and_brought_back(
+    key_file: Path, own_redis_server: RedisServer
+) -> None:
+    server = own_redis_server
     clock = Clock()
-    try:
+    server.start()
+    with trio.fail_after(15):
+        cache = PartCache(redis_settings(server, key_file, memory_bytes=10_000), clock=clock)
+        await cache.put(key(1), b"before")
+        assert cache._memory is not None
+        cache._memory.drop_mailbox(key().mailbox_id)
+        assert await cache.get(key(1)) == b"before"
+        server.stop()
+        with structlog.testing.capture_logs() as logs:
+            assert await cache.get(key(2)) is None  # fails: counted, backing off
+            await cache.put(key(3), b"memory only")  # Redis not asked
+            assert await cache.get(key(4)) is None
+        assert cache.stats.tier_errors == {"memory": 0, "redis": 1}
+        assert [(log["tier"], log["backoff"]) for log in logs] == [("redis", REDIS_BACKOFF)]
+        assert await cache.get(key(3)) == b"memory only"
         server.start()
-        with trio.fail_after(15):
-            cache = PartCache(redis_settings(server, key_file, memory_bytes=10_000), clock=clock)
-            await cache.put(key(1), b"before")
-            assert cache._memory is not None
-            cache._memory.drop_mailbox(key().mailbox_id)
-            assert await cache.get(key(1)) == b"before"
-            server.stop()
-            with structlog.testing.capture_logs() as logs:
-                assert await cache.get(key(2)) is None  # fails: counted, backing off
-                await cache.put(key(3), b"memory only")  # Redis not asked
-                assert await cache.get(key(4)) is None
-            assert cache.stats.tier_errors == {"memory": 0, "redis": 1}
-            assert [(log["tier"], log["backoff"]) for log in logs] == [("redis", REDIS_BACKOFF)]
-            assert await cache.get(key(3)) == b"memory only"
-            server.start()
-            clock.now += REDIS_BACKOFF - 0.1
-            assert await cache.get(key(5)) is None  # still backing off
-            clock.now += 0.1
-            await cache.put(key(6), b"after")
-            cache._memory.drop_mailbox(key().mailbox_id)
-            assert await cache.get(key(6)) == b"after"
-            assert await cache.get(key(1)) is None  # no persistence: gone with the server
-            assert cache.stats.tier_errors == {"memory": 0, "redis": 1}
-            assert cache.stats.tier_hits == {"memory": 1, "redis": 2}
-            await cache.aclose()
-    finally:
-        server.close()
+        clock.now += REDIS_BACKOFF - 0.1
+        assert await cache.get(key(5)) is None  # still backing off
+        clock.now += 0.1
+        await cache.put(key(6), b"after")
+        cache._memory.drop_mailbox(key().mailbox_id)
+        assert await cache.get(key(6)) == b"after"
+        assert await cache.get(key(1)) is None  # no persistence: gone with the server
+        assert cache.stats.tier_errors == {"memory": 0, "redis": 1}
+        assert cache.stats.tier_hits == {"memory": 1, "redis": 2}
+        await cache.aclose()
 
 
 async def test_redis_that_never_answers_times_out(tmp_path: Path, key_file: Path) -> None:
