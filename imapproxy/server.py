@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from functools import partial
 
 import trio
+from cachetools import LRUCache
 
+from imapproxy.cache import PartCache
 from imapproxy.capabilities import ClientCapabilities
 from imapproxy.config import Config, ConfigError, Listener, load_config
 from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle, RateLimiter
@@ -39,6 +41,10 @@ __all__ = ["BoundListener", "Proxy", "run"]
 log = get_logger("imapproxy.server")
 
 _REFUSAL_HANDSHAKES = 16
+#: Seconds the background work of a proxy (cache entries being stored) gets at shutdown.
+_BACKGROUND_GRACE = 5.0
+#: Seconds between two log lines of the cache's counters.
+_COUNTERS_EVERY = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,12 @@ class Proxy:
         self.capabilities = ClientCapabilities(max_literal=limits.max_literal)
         self.login_gate = KeyedGate()
         self.command_rate = RateLimiter()
+        #: The part cache (docs/cache.md), used for what ``cache`` rules name.
+        self.cache: PartCache | None = PartCache(config.cache)
+        #: The UIDVALIDITY last seen per (upstream, owner, mailbox) of the cache.
+        self.cache_validity: LRUCache[tuple[str, str, str], int] = LRUCache(maxsize=100_000)
+        #: Tasks that outlive a session (storing cache entries); set while serving.
+        self.background: trio.Nursery | None = None
         self.sessions: set[ClientSession] = set()
         self.listening: list[BoundListener] = []
         self._refusals: trio.Semaphore | None = None
@@ -99,6 +111,33 @@ class Proxy:
         """Listen and serve until :meth:`shutdown` (or SIGTERM/SIGINT with
         ``handle_signals``), then drain the sessions and return."""
         self._refusals = trio.Semaphore(_REFUSAL_HANDSHAKES)
+        async with trio.open_nursery() as background:
+            self.background = background
+            counters = trio.CancelScope()
+            if self.cache is not None:
+                background.start_soon(self._cache_counters, counters)
+            await self._serve(handle_signals, task_status)
+            counters.cancel()
+            # Work sessions left behind (entries being stored): a short grace.
+            background.cancel_scope.deadline = trio.current_time() + _BACKGROUND_GRACE
+        self.background = None
+        if self.cache is not None:
+            log.info("cache counters", **self.cache.stats.snapshot())
+            await self.cache.aclose()
+
+    async def _cache_counters(self, scope: trio.CancelScope) -> None:
+        """The cache's counters in the log every few minutes (when they moved)."""
+        assert self.cache is not None
+        last: dict[str, int | dict[str, int]] = {}
+        with scope:
+            while True:
+                await trio.sleep(_COUNTERS_EVERY)
+                counters = self.cache.stats.snapshot()
+                if counters != last:
+                    log.info("cache counters", **counters)
+                    last = counters
+
+    async def _serve(self, handle_signals: bool, task_status: trio.TaskStatus[Proxy]) -> None:
         async with trio.open_nursery() as sessions:
             async with trio.open_nursery() as listeners:
                 for cfg in self.config.listeners:

@@ -57,7 +57,17 @@ from imapproxy.logs import bind_context, bound_context, bound_logger, enabled_fo
 from imapproxy.mailbox import SelectedMailbox
 from imapproxy.naming import RENAMED_RESPONSES, Names, Untranslatable
 from imapproxy.router import normalise_user
-from imapproxy.rules import READONLY_DENY, Context, Decision, Deny, Limits, Rewrite, canonical
+from imapproxy.rules import (
+    READONLY_DENY,
+    CachePolicy,
+    Context,
+    Decision,
+    Deny,
+    Limits,
+    Rewrite,
+    canonical,
+)
+from imapproxy.sessioncache import Partial, SessionCache
 from imapproxy.tls import describe
 from imapproxy.tlsstream import start_tls
 from imapproxy.upstream import Credentials, Request, UpstreamConnection, UpstreamError
@@ -83,6 +93,7 @@ from imapproxy.wire.commands import (
     AppendArgs,
     AuthenticateArgs,
     CommandArgs,
+    FetchArgs,
     IdArgs,
     ListArgs,
     LoginArgs,
@@ -221,6 +232,8 @@ class _Forward:
     head: tuple[int, bytes] | None = None
     #: Its flag lists are mapped (``rewrite.flags``) as its octets go upstream.
     flags: Names | None = None
+    #: The command name sent with ``args`` (None: the client's).
+    name: str | None = None
 
 
 class ClientSession:
@@ -241,6 +254,8 @@ class ClientSession:
         self.state = State.NOT_AUTHENTICATED
         self.tls = False
         self.user: str | None = None
+        #: The part cache's side of this session (None: no cache configured).
+        self.cache_side = SessionCache(self, proxy.cache) if proxy.cache is not None else None
         #: Whose mailboxes these are: the SASL authorization identity when the
         #: client gave one, else the login name. Rules see this user.
         self.identity: str | None = None
@@ -346,7 +361,7 @@ class ClientSession:
             self._bye_sent = True
             self.write(b"* BYE " + _clean(text) + b"\r\n")
 
-    def _tagged(self, tag: bytes, status: str, text: str, code: str | None = None) -> None:
+    def tagged(self, tag: bytes, status: str, text: str, code: str | None = None) -> None:
         code_part = f"[{code}] ".encode() if code else b""
         self.write(tag + b" " + status.encode() + b" " + code_part + _clean(text) + b"\r\n")
 
@@ -504,13 +519,13 @@ class ClientSession:
             else:
                 framer.reject_literal()
                 if _name_of(event.frame) == "LOGIN":
-                    self._tagged(tag or b"*", "NO", "Use STARTTLS first", "PRIVACYREQUIRED")
+                    self.tagged(tag or b"*", "NO", "Use STARTTLS first", "PRIVACYREQUIRED")
                 else:
-                    self._tagged(tag or b"*", "BAD", "Command not valid before login")
+                    self.tagged(tag or b"*", "BAD", "Command not valid before login")
         elif isinstance(event, FramePart):
             if event.literal is not None:
                 framer.reject_frame()
-            self._tagged(_tag_of(event.frame) or b"*", "BAD", "Literal too large before login")
+            self.tagged(_tag_of(event.frame) or b"*", "BAD", "Literal too large before login")
         elif isinstance(event, LiteralChunk):  # pragma: no cover - rejected frames do not stream
             pass
         elif isinstance(event, BadFrame):
@@ -528,9 +543,9 @@ class ClientSession:
         if name == "CAPABILITY":
             caps = " ".join(self._preauth_capabilities()).encode()
             self.write(b"* CAPABILITY " + caps + b"\r\n")
-            self._tagged(tag, "OK", "Capability completed")
+            self.tagged(tag, "OK", "Capability completed")
         elif name == "NOOP":
-            self._tagged(tag, "OK", "NOOP completed")
+            self.tagged(tag, "OK", "NOOP completed")
         elif name == "LOGOUT":
             self._logout_reply(tag)
             self.state = State.LOGOUT
@@ -541,7 +556,7 @@ class ClientSession:
             await self._starttls(tag)
         elif name in ("LOGIN", "AUTHENTICATE"):
             if not self.tls:
-                self._tagged(tag, "NO", f"{name} is disabled before STARTTLS", "PRIVACYREQUIRED")
+                self.tagged(tag, "NO", f"{name} is disabled before STARTTLS", "PRIVACYREQUIRED")
                 return
             try:
                 args = command.args
@@ -551,7 +566,7 @@ class ClientSession:
             if isinstance(args, LoginArgs):
                 user = _decode_user(args.userid)
                 if user is None:
-                    self._tagged(tag, "NO", "Invalid user name", "AUTHENTICATIONFAILED")
+                    self.tagged(tag, "NO", "Invalid user name", "AUTHENTICATIONFAILED")
                     return
                 await self._login(tag, Credentials(user, args.password))
             else:
@@ -560,15 +575,13 @@ class ClientSession:
                 if credentials is not None:
                     await self._login(tag, credentials)
         elif name in ("ENABLE", "SELECT", "EXAMINE", "LIST", "IDLE", "UNAUTHENTICATE"):
-            self._tagged(tag, "BAD", f"{name} is not valid before login")
+            self.tagged(tag, "BAD", f"{name} is not valid before login")
         else:
-            self._tagged(tag, "BAD", "Command not valid before login")
+            self.tagged(tag, "BAD", "Command not valid before login")
 
     async def _starttls(self, tag: bytes) -> None:
         if self.tls or self.listener.tls != "starttls":
-            self._tagged(
-                tag, "BAD", "TLS is already active" if self.tls else "STARTTLS not offered"
-            )
+            self.tagged(tag, "BAD", "TLS is already active" if self.tls else "STARTTLS not offered")
             return
         # Plaintext pipelined after STARTTLS must not count as sent over TLS, nor
         # anything said before it (an ID injected on the way).
@@ -576,7 +589,7 @@ class ClientSession:
         discarded = self._framer.discard_buffered()
         if discarded:
             log.warning("plaintext after STARTTLS discarded", octets=discarded)
-        self._tagged(tag, "OK", "Begin TLS negotiation now")
+        self.tagged(tag, "OK", "Begin TLS negotiation now")
         await self.flush()
         await self._start_tls()
 
@@ -597,11 +610,11 @@ class ClientSession:
             IdData(tuple((key.encode(), value.encode()) for key, value in fields.items()))
         )
         self.write(frame.raw)
-        self._tagged(command.tag, "OK", "ID completed")
+        self.tagged(command.tag, "OK", "ID completed")
 
     def _logout_reply(self, tag: bytes) -> None:
         self._bye("Logging out")
-        self._tagged(tag, "OK", "Logout completed")
+        self.tagged(tag, "OK", "Logout completed")
 
     async def _plain_line(self) -> bytes | None:
         """A SASL response line; None when the client cancelled with ``*``."""
@@ -617,7 +630,7 @@ class ClientSession:
     async def _sasl(self, tag: bytes, args: AuthenticateArgs) -> Credentials | None:
         mechanism = args.mechanism.upper()
         if mechanism not in self.proxy.capabilities.mechanisms:
-            self._tagged(tag, "NO", "Unsupported authentication mechanism", "CANNOT")
+            self.tagged(tag, "NO", "Unsupported authentication mechanism", "CANNOT")
             return None
         initial = args.initial_response.reveal() if args.initial_response is not None else None
 
@@ -632,34 +645,34 @@ class ClientSession:
             if mechanism == "PLAIN":
                 encoded = await step(b"", initial)
                 if encoded is None:
-                    self._tagged(tag, "BAD", "Authentication cancelled")
+                    self.tagged(tag, "BAD", "Authentication cancelled")
                     return None
                 parts = _b64(encoded).split(b"\0")
                 if len(parts) != 3:
-                    self._tagged(tag, "NO", "Invalid PLAIN message", "AUTHENTICATIONFAILED")
+                    self.tagged(tag, "NO", "Invalid PLAIN message", "AUTHENTICATIONFAILED")
                     return None
                 authzid, authcid, password = parts
                 mech = "PLAIN"
             else:
                 user_b64 = await step(b"Username:", initial)
                 if user_b64 is None:
-                    self._tagged(tag, "BAD", "Authentication cancelled")
+                    self.tagged(tag, "BAD", "Authentication cancelled")
                     return None
                 authcid = _b64(user_b64)
                 password_b64 = await step(b"Password:", None)
                 if password_b64 is None:
-                    self._tagged(tag, "BAD", "Authentication cancelled")
+                    self.tagged(tag, "BAD", "Authentication cancelled")
                     return None
                 password = _b64(password_b64)
                 authzid = b""
                 mech = "AUTH=LOGIN"
         except ValueError:
-            self._tagged(tag, "BAD", "Invalid SASL response")
+            self.tagged(tag, "BAD", "Invalid SASL response")
             return None
         user = _decode_user(authcid)
         authz = _decode_user(authzid) if authzid else ""
         if not user or authz is None:
-            self._tagged(tag, "NO", "Invalid user name", "AUTHENTICATIONFAILED")
+            self.tagged(tag, "NO", "Invalid user name", "AUTHENTICATIONFAILED")
             return None
         return Credentials(user, Secret(password), authz, mech)
 
@@ -736,12 +749,12 @@ class ClientSession:
                 self._close_reason = "login refused by rule"
                 self._bye(deny.text)
                 raise _Closed
-            self._tagged(tag, "NO", deny.text, deny.code)
+            self.tagged(tag, "NO", deny.text, deny.code)
             return
         if upstream_cfg is None:
             log.info("login failed", user=credentials.user, reason="no route")
             await trio.sleep(self._login_delay(key, limits, failed=True))
-            self._tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
+            self.tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
             return
         try:
             conn = await UpstreamConnection.open(
@@ -749,7 +762,7 @@ class ClientSession:
             )
         except UpstreamError as exc:
             log.warning("upstream error", upstream=upstream_cfg.name, error=str(exc))
-            self._tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
+            self.tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
             return
         try:
             identified = await conn.identify(self._id_params(upstream_cfg.trusted))
@@ -766,14 +779,14 @@ class ClientSession:
         except UpstreamError as exc:
             await conn.aclose()
             log.warning("upstream error", upstream=upstream_cfg.name, error=str(exc))
-            self._tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
+            self.tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
             return
         except LocalProtocolError:
             # Credentials the upstream's LOGIN cannot carry (a NUL octet).
             await conn.aclose()
             log.info("login failed", user=credentials.user, reason="credentials not sendable")
             await trio.sleep(self._login_delay(key, limits, failed=True))
-            self._tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
+            self.tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
             return
         except BaseException:
             await conn.aclose()
@@ -811,7 +824,7 @@ class ClientSession:
         return params + list(self.client_id[: _ID_MAX_PAIRS - len(params)])
 
     @property
-    def _utf8(self) -> bool:
+    def utf8(self) -> bool:
         """Mailbox names travel as UTF-8 (UTF8=ACCEPT or IMAP4rev2 enabled)."""
         return bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
 
@@ -1028,8 +1041,8 @@ class ClientSession:
             return
         if (forward.examine or forward.args is not None) and forward.head is None:
             # A rule made this SELECT an EXAMINE, or renamed a mailbox it names.
-            name = "EXAMINE" if forward.examine else command.name
-            frame = build_command(command.tag, name, forward.args or command.args, utf8=self._utf8)
+            name = "EXAMINE" if forward.examine else forward.name or command.name
+            frame = build_command(command.tag, name, forward.args or command.args, utf8=self.utf8)
         idle = command.name == "IDLE"
         if idle:  # before sending: the "+" may come at once
             self._idle = forward.request
@@ -1070,7 +1083,7 @@ class ClientSession:
             if event.literal.size > framer.inline_literal:
                 framer.reject_literal()
                 self._cmd = None
-                self._tagged(forward.command.tag, "NO", "Literal too large here", "TOOBIG")
+                self.tagged(forward.command.tag, "NO", "Literal too large here", "TOOBIG")
                 return
             framer.accept_literal()
             self.write(b"+ Ready for literal data\r\n")
@@ -1105,7 +1118,7 @@ class ClientSession:
                     command.args  # noqa: B018
                 except ParseError:
                     command = None
-                    self._tagged(
+                    self.tagged(
                         _tag_of(part.frame) or b"*", "NO", "Literal too large here", "TOOBIG"
                     )
             elif command is not None:
@@ -1127,7 +1140,7 @@ class ClientSession:
                 if part.literal is not None:
                     framer.reject_frame()
                 if forward is not None:
-                    self._tagged(forward.command.tag, "NO", "Literal too large here", "TOOBIG")
+                    self.tagged(forward.command.tag, "NO", "Literal too large here", "TOOBIG")
                 return
         if not await self._send_region(forward, part.frame, final=part.literal is None):
             self._cmd = None
@@ -1164,7 +1177,7 @@ class ClientSession:
             try:
                 upstream_args = names.command_args(args)
                 if isinstance(upstream_args, AppendArgs):  # relayed as it arrives
-                    head = Names.append_head(command, upstream_args.mailbox, utf8=self._utf8)
+                    head = Names.append_head(command, upstream_args.mailbox, utf8=self.utf8)
             except Untranslatable:
                 self._refuse(command, _UNTRANSLATABLE)
                 return None
@@ -1182,7 +1195,7 @@ class ClientSession:
             descendants = await self._descendants(args)
         # What the command names, read once for the rules and the audit line.
         named, sequence = (
-            describe_args(args, utf8=self._utf8)
+            describe_args(args, utf8=self.utf8)
             if args is not None and (rules is not None or enabled_for(AUDIT_LEVEL))
             else ((), None)
         )
@@ -1199,6 +1212,16 @@ class ClientSession:
             wait = self.proxy.command_rate.take(key, rate, trio.current_time())
             if wait:
                 await trio.sleep(wait)
+        cache = self._fetch_cache(command, decision)
+        partial: Partial | None = None
+        if cache is not None and isinstance(args, FetchArgs):
+            started = trio.current_time()
+            outcome = await cache[0].serve(command.tag, command.name, args, cache[1])
+            if outcome == "hit":
+                self._audit_local(command, decision, named, sequence, started, cache="hit")
+                return None
+            if isinstance(outcome, Partial):
+                partial = outcome
         while upstream.in_flight >= self.proxy.config.limits.max_pipelined:
             self._slot = trio.Event()
             await self._slot.wait()
@@ -1209,6 +1232,12 @@ class ClientSession:
         if enabled_for(level):
             fields = decision.log_fields if decision is not None else None
             request.note = self._audit_record(command, named, sequence, matched, level, fields)
+        if cache is not None:
+            request.fill = cache[0].fill_for(cache[1])
+            if partial is not None:
+                request.merge = partial.merge
+            if request.note is not None and request.fill is not None:
+                request.note.extra["cache"] = "partial" if partial is not None else "miss"
         examine = decision is not None and decision.examine_instead and name == "SELECT"
         if name in ("CLOSE", "UNSELECT"):
             self._unselecting.add(request)
@@ -1217,12 +1246,48 @@ class ClientSession:
             readonly = name == "EXAMINE" or examine
             self._selecting[request] = SelectedMailbox(args.mailbox, readonly=readonly)
         forward = _Forward(command, request, examine=examine, args=upstream_args)
+        if partial is not None:  # the server is asked only what the cache lacks
+            forward.args, forward.name = partial.args, "UID FETCH"
         if names is not None and isinstance(client_args, ListArgs):
             request.listing = names.listing(client_args)
         forward.head = head
         if head is not None and names is not None and names.rewrite.flags:
             forward.flags = names
         return forward
+
+    def _fetch_cache(
+        self, command: Command, decision: Decision | None
+    ) -> tuple[SessionCache, CachePolicy] | None:
+        """The part cache and its policy for a FETCH on the selected mailbox (None:
+        not cached: no rule says so, nothing selected, or a selection pending)."""
+        side = self.cache_side
+        if (
+            side is None
+            or decision is None
+            or decision.cache is None
+            or command.base_name != "FETCH"
+            or self.mailbox is None
+            or self._selecting
+        ):
+            return None
+        return side, decision.cache
+
+    def _audit_local(
+        self,
+        command: Command,
+        decision: Decision | None,
+        named: tuple[str, ...],
+        sequence: str | None,
+        started: float,
+        **extra: object,
+    ) -> None:
+        """The audit line of a command the session answered itself (OK)."""
+        level = (decision.log_level if decision is not None else None) or AUDIT_LEVEL
+        if enabled_for(level):
+            matched = decision.matched if decision is not None else ()
+            fields = {**(decision.log_fields if decision is not None else {}), **extra}
+            record = self._audit_record(command, named, sequence, matched, level, fields)
+            self._audit(record, "OK", None, started)
 
     def _refuse(
         self,
@@ -1233,7 +1298,7 @@ class ClientSession:
         sequence: str | None = None,
     ) -> None:
         """Answer ``command`` with ``deny`` instead of relaying it, and audit it."""
-        self._tagged(command.tag, "NO", deny.text, deny.code)
+        self.tagged(command.tag, "NO", deny.text, deny.code)
         level = (decision.log_level if decision is not None else None) or AUDIT_LEVEL
         if enabled_for(level):
             matched = decision.matched if decision is not None else ()
@@ -1247,7 +1312,7 @@ class ClientSession:
         rewrite = self._session_rewrite()
         if rewrite is None or not (rewrite.renames or rewrite.flags):
             return None
-        return Names(rewrite, self._utf8)
+        return Names(rewrite, self.utf8)
 
     def _log_shadowed(self, command: Command, decision: Decision) -> None:
         """Dry-run rules (``mode = "shadow"``): what each would have done, logged."""
@@ -1275,7 +1340,7 @@ class ClientSession:
         separator = rewrite.upstream_separator if rewrite is not None else "/"
         pattern = args.old.raw + separator.encode() + b"*"
         request = await upstream.command("LIST", ListArgs(Mailbox(b""), (pattern,)))
-        utf8 = self._utf8
+        utf8 = self.utf8
         names = []
         for response in request.untagged:
             try:
@@ -1298,7 +1363,7 @@ class ClientSession:
             return None
         touched = named
         if command.base_name in _ON_SELECTED and self.mailbox is not None:
-            touched = (self._selected_name(), *named)
+            touched = (self.selected_name(), *named)
         mailboxes = touched + descendants
         size = None
         try:
@@ -1334,11 +1399,11 @@ class ClientSession:
                 return replace(decision, verdict="deny", deny=_CANNOT_RENAME)
         return decision
 
-    def _selected_name(self) -> str:
+    def selected_name(self) -> str:
         """The selected mailbox's name as text (decoded once per selection)."""
         mailbox = self.mailbox
         assert mailbox is not None
-        utf8 = self._utf8
+        utf8 = self.utf8
         held, held_utf8, text = self._selected_text
         if held is not mailbox or held_utf8 != utf8:
             text = mailbox_text(mailbox.name, utf8=utf8)
@@ -1381,7 +1446,7 @@ class ClientSession:
     ) -> CommandAudit:
         mailboxes = named
         if command.base_name in ("COPY", "MOVE") and self.mailbox is not None:
-            mailboxes = (self._selected_name(), *mailboxes)
+            mailboxes = (self.selected_name(), *mailboxes)
         return CommandAudit(
             command.tag, command.name, mailboxes, sequence, rules, level, extra=dict(fields or {})
         )
@@ -1489,17 +1554,17 @@ class ClientSession:
             self._audit(record, status, None, trio.current_time())
         if name == "CAPABILITY":
             self.write(b"* CAPABILITY " + " ".join(self._capabilities()).encode() + b"\r\n")
-            self._tagged(tag, "OK", "Capability completed")
+            self.tagged(tag, "OK", "Capability completed")
         elif name == "ID":
             self._answer_id(command)
         elif name == "LOGOUT":
             await self._logout(tag)
         elif name in ("LOGIN", "AUTHENTICATE", "UNAUTHENTICATE"):
-            self._tagged(tag, "BAD", "Already authenticated")
+            self.tagged(tag, "BAD", "Already authenticated")
         elif name == "STARTTLS":
-            self._tagged(tag, "BAD", "TLS is already active" if self.tls else "Not allowed now")
+            self.tagged(tag, "BAD", "TLS is already active" if self.tls else "Not allowed now")
         else:
-            self._tagged(tag, "BAD", f"{name} is not supported by this proxy")
+            self.tagged(tag, "BAD", f"{name} is not supported by this proxy")
         return True
 
     async def _logout(self, tag: bytes) -> None:
@@ -1543,10 +1608,21 @@ class ClientSession:
             request.asked = None  # idling: the client's turn until DONE
 
     def upstream_part(self, part: FramePart | LiteralChunk) -> None:
+        if self.cache_side is not None and self.upstream is not None:
+            oldest = self.upstream.oldest
+            if oldest is not None and oldest.fill is not None:
+                self.cache_side.capture_part(oldest.fill, part)
         if isinstance(part, LiteralChunk):
             self._emit(part.data)
             return
-        self._emit(self._client_flags(part.raw))
+        raw = part.raw
+        if part.literal is None and self.cache_side is not None and self.upstream is not None:
+            oldest = self.upstream.oldest
+            if oldest is not None and oldest.merge is not None:
+                with contextlib.suppress(ParseError):
+                    whole = Response.parse(part.frame)
+                    raw = self.cache_side.merged(oldest.merge, raw, whole)
+        self._emit(self._client_flags(raw))
         # Between the parts of a response the client is inside it (a literal's
         # data): the session's own output waits (see write), and a BYE there is
         # left out (it would read as message data).
@@ -1602,7 +1678,7 @@ class ClientSession:
             return False
         if not isinstance(data, ListData | MailboxStatus):
             return False
-        utf8 = self._utf8
+        utf8 = self.utf8
         return rewrite.hidden(canonical(mailbox_text(data.mailbox, utf8=utf8), rewrite.separator))
 
     def _untagged(self, response: Response) -> None:
@@ -1617,6 +1693,10 @@ class ClientSession:
                 target = self._selecting[oldest]
         if target is not None:
             target.apply(response)
+        if name == "FETCH" and upstream is not None and self.cache_side is not None:
+            oldest = upstream.oldest
+            if oldest is not None and oldest.fill is not None:
+                self.cache_side.capture(oldest.fill, response)
         if name in RENAMED_RESPONSES:
             names = self._names()
             if names is not None and names.rewrite.renames:
@@ -1644,15 +1724,20 @@ class ClientSession:
             return
         if response.is_status:
             self._emit(self._client_flags(self._status_line(b"*", name, response)))
-        else:
-            self._emit(self._client_flags(response.frame.raw))
+            return
+        raw = response.frame.raw
+        if name == "FETCH" and self.cache_side is not None and upstream is not None:
+            oldest = upstream.oldest
+            if oldest is not None and oldest.merge is not None:
+                raw = self.cache_side.merged(oldest.merge, raw, response)
+        self._emit(self._client_flags(raw))
 
     def _client_flags(self, data: bytes) -> bytes:
         """``data`` with flags and keywords in the client's form (``rewrite.flags``)."""
         rewrite = self._rewrite
         if rewrite is None or not rewrite.flags or self.proxy.rules is None:
             return data
-        return Names(rewrite, self._utf8).response_flags(data)
+        return Names(rewrite, self.utf8).response_flags(data)
 
     def _esearch_line(self, response: Response) -> bytes:
         """An ESEARCH response with the client's tag in its correlator.
@@ -1676,6 +1761,8 @@ class ClientSession:
 
     def _completed(self, request: Request, response: Response) -> None:
         name = request.name
+        if request.fill is not None and self.cache_side is not None:
+            self.cache_side.finish(request.fill)
         if request is self._idle:
             # IDLE ended without DONE (refused, or ended by the server): the
             # client's next line is a command again.

@@ -69,6 +69,7 @@ from imapproxy.wire.values import Secret
 
 if TYPE_CHECKING:
     from imapproxy.rules import MailboxPattern
+    from imapproxy.sessioncache import Fill, Merge
 
 __all__ = [
     "Credentials",
@@ -136,6 +137,10 @@ class Request:
     #: For a LIST/LSUB under mailbox renaming: the client's patterns, which the
     #: (translated) answers must match to be shown.
     listing: MailboxPattern | None = field(default=None, repr=False)
+    #: For a FETCH under a ``cache`` rule: what its responses fill the cache with.
+    fill: Fill | None = field(default=None, repr=False)
+    #: For a FETCH partly answered from the cache: what its responses get added.
+    merge: Merge | None = field(default=None, repr=False)
     result: Response | None = None
     done: trio.Event = field(default_factory=trio.Event, repr=False)
     _continuation: trio.Event | None = field(default=None, repr=False)

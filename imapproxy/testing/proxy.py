@@ -103,6 +103,7 @@ def proxy_config(
     logging: dict[str, object] | None = None,
     routes: dict[str, object] | None = None,
     rules: dict[str, object] | None = None,
+    cache: dict[str, object] | None = None,
     host: str = "127.0.0.1",
     ports: dict[str, int] | None = None,
 ) -> Config:
@@ -127,6 +128,7 @@ def proxy_config(
         ("logging", logging),
         ("routes", routes),
         ("rules", rules),
+        ("cache", cache),
     ):
         if values:
             lines.append(f"[{section}]")

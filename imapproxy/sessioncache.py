@@ -1,0 +1,428 @@
+"""The part cache as one client session uses it (docs/cache.md, "Serving").
+
+A FETCH or UID FETCH on the selected mailbox that a ``cache`` rule covers goes
+one of two ways:
+
+* **answered from the cache** (:meth:`SessionCache.serve`) when every item asked
+  is cacheable (or UID, or FLAGS) and every message's entries are there. The
+  session first lets the commands in flight finish (responses stay in order and
+  sequence numbers stable), makes sure its sequence-to-UID map is complete (a
+  ``UID SEARCH RETURN (ALL) ALL`` of its own when not), and then writes the FETCH
+  responses itself. When the server must be asked anyway -- a body item without
+  PEEK in a read-write mailbox sets ``\\Seen`` (``UID STORE +FLAGS (\\Seen)``), or
+  FLAGS were asked (``UID FETCH (UID FLAGS)``) -- that small command goes first
+  and its FETCH responses reach the client as the server sent them. Nothing else
+  goes upstream: the message data does not.
+* **relayed** otherwise, as always; its responses are read on the way
+  (:meth:`SessionCache.capture`, also for responses whose literal streams) and
+  their cacheable items stored once fetched often enough (``admit_after``).
+
+Entries are keyed by upstream, owner (the user; nobody for a mailbox a rule marks
+``shared``), mailbox (the upstream's name), UIDVALIDITY, UID and item, so a
+UIDVALIDITY change never serves old data; the session also drops the mailbox's
+entries when it sees one.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from imapproxy.cache import CacheKey, PartCache
+from imapproxy.fetchcache import (
+    Plan,
+    StreamCapture,
+    category,
+    item_bytes,
+    plan,
+    stored_form,
+)
+from imapproxy.logs import get_logger
+from imapproxy.router import normalise_user
+from imapproxy.rules import CachePolicy
+from imapproxy.upstream import UpstreamError
+from imapproxy.wire import Response, SequenceSet
+from imapproxy.wire.commands import FetchArgs, SearchArgs, StoreArgs
+from imapproxy.wire.framing import FramePart, LiteralChunk
+from imapproxy.wire.reader import Atom, ParseError
+from imapproxy.wire.responses import EsearchData, FetchData
+from imapproxy.wire.search import SearchKey
+from imapproxy.wire.values import FetchItem
+
+if TYPE_CHECKING:
+    from imapproxy.mailbox import SelectedMailbox
+    from imapproxy.session import ClientSession
+
+__all__ = ["Fill", "Merge", "Partial", "SessionCache"]
+
+log = get_logger("imapproxy.cache")
+
+#: How much of a streamed response is collected to be stored, past the policy's
+#: largest entry (the response's other items and framing).
+_CAPTURE_SLACK = 64 * 1024
+#: Octets of admitted entries gathered before they are stored (else: at the end
+#: of the FETCH).
+_BATCH = 4 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Merge:
+    """For a FETCH partly answered from the cache: the cached items to add to the
+    server's response for each UID, and the item keys its answers carry."""
+
+    add: dict[int, bytes]
+    expect: frozenset[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """A FETCH partly answered from the cache: the UID FETCH to relay instead of
+    the client's command, and what to add to its responses."""
+
+    args: FetchArgs
+    merge: Merge
+
+
+@dataclass(slots=True)
+class Fill:
+    """A relayed FETCH whose responses are read to fill the cache."""
+
+    policy: CachePolicy
+    upstream: str
+    owner: str
+    mailbox: str
+    uidvalidity: int
+    stream: StreamCapture | None = field(default=None, repr=False)
+    #: Entries admitted and not yet stored, and their size.
+    batch: list[tuple[CacheKey, bytes]] = field(default_factory=list, repr=False)
+    batched: int = 0
+
+
+class SessionCache:
+    """The cache side of one :class:`~imapproxy.session.ClientSession`."""
+
+    def __init__(self, session: ClientSession, cache: PartCache) -> None:
+        self.session = session
+        self.cache = cache
+        #: Where entries are stored in the background: the proxy's, so that a
+        #: session ending does not cut a store short.
+        self.nursery: trio.Nursery | None = session.proxy.background
+        self._storing = 0
+        self._stored = trio.Event()
+
+    # -- keys ---------------------------------------------------------------------
+
+    def fill_for(self, policy: CachePolicy) -> Fill | None:
+        """The key parts of the selected mailbox under ``policy`` (None: no
+        mailbox, or its UIDVALIDITY is unknown)."""
+        session = self.session
+        mailbox = session.mailbox
+        upstream = session.upstream
+        if mailbox is None or mailbox.uidvalidity is None or upstream is None:
+            return None
+        owner = "" if policy.shared else normalise_user(session.identity or "")
+        return Fill(
+            policy, upstream.config.name, owner, session.selected_name(), mailbox.uidvalidity
+        )
+
+    def key(self, fill: Fill, uid: int, item: bytes) -> CacheKey:
+        return CacheKey(
+            upstream=fill.upstream,
+            owner=fill.owner,
+            mailbox=fill.mailbox,
+            uidvalidity=fill.uidvalidity,
+            uid=uid,
+            item=item,
+        )
+
+    async def check_validity(self, fill: Fill) -> None:
+        """Drop the mailbox's entries when its UIDVALIDITY changed since the proxy
+        last saw it (older entries are never served anyway: the key has it)."""
+        seen = self.session.proxy.cache_validity
+        where = (fill.upstream, fill.owner, fill.mailbox)
+        known = seen.get(where)
+        if known == fill.uidvalidity:
+            return
+        seen[where] = fill.uidvalidity
+        if known is not None:
+            await self.cache.drop_mailbox(*where)
+
+    # -- answering from the cache ---------------------------------------------------
+
+    async def serve(
+        self, tag: bytes, name: str, args: FetchArgs, policy: CachePolicy
+    ) -> str | Partial:
+        """Answer a FETCH from the cache if it can be: "hit" when it was; a
+        :class:`Partial` when some entries are there (the caller relays its
+        command instead of the client's and merges); "miss" otherwise (the caller
+        relays the client's command)."""
+        the_plan = plan(args, uid=name.startswith("UID "), policy=policy)
+        if the_plan is None:
+            return "miss"
+        session = self.session
+        upstream = session.upstream
+        assert upstream is not None
+        while upstream.oldest is not None:  # in order, with stable numbers
+            await upstream.oldest.done.wait()
+        mailbox = session.mailbox
+        fill = self.fill_for(policy)
+        if mailbox is None or fill is None:
+            return "miss"
+        await self.check_validity(fill)
+        if not mailbox.complete and not await self._learn_uids(mailbox):
+            return "miss"
+        messages = _messages(mailbox, args.sequence_set, uid=name.startswith("UID "))
+        if not messages:
+            return "miss"  # out of range, or nothing: the server says what it says
+        keys = [
+            self.key(fill, uid, entry) for _seq, uid in messages for _item, entry in the_plan.cached
+        ]
+        while self._storing:  # what this session's last FETCH brought is in first
+            await self._stored.wait()
+        found = await self.cache.get_many(keys)
+        if len(found) < len(keys):
+            return await self._partial(the_plan, fill, mailbox, messages, found)
+        if not await self._ask_server(the_plan, mailbox, messages):
+            return "miss"
+        if session.mailbox is not mailbox or not mailbox.complete:
+            return "miss"  # the mailbox changed under the FLAGS round trip: relay
+        self._write(the_plan, fill, messages, found)
+        session.tagged(tag, "OK", "Fetch completed (from the cache)")
+        return "hit"
+
+    async def _partial(
+        self,
+        the_plan: Plan,
+        fill: Fill,
+        mailbox: SelectedMailbox,
+        messages: list[tuple[int, int]],
+        found: dict[CacheKey, bytes],
+    ) -> str | Partial:
+        """Some entries are cached: the server is asked, in one UID FETCH, for the
+        items missing for any message (and FLAGS), for the messages that lack one
+        (all of them when FLAGS were asked); the cached items are added to its
+        responses. Messages it is not asked about are written now."""
+        lacking = {
+            uid
+            for _seq, uid in messages
+            if any(self.key(fill, uid, entry) not in found for _item, entry in the_plan.cached)
+        }
+        missing = [
+            (item, entry)
+            for item, entry in the_plan.cached
+            if any(self.key(fill, uid, entry) not in found for uid in lacking)
+        ]
+        if len(lacking) == len(messages) and len(missing) == len(the_plan.cached):
+            return "miss"  # nothing to add: the client's command as it is
+        seen_by_store = the_plan.sets_seen and not mailbox.readonly
+        if seen_by_store:
+            # \Seen for every message, also those answered from the cache alone.
+            seen = Plan(the_plan.cached, the_plan.uid, flags=False, sets_seen=True)
+            if not await self._ask_server(seen, mailbox, messages):
+                return "miss"
+            if self.session.mailbox is not mailbox or not mailbox.complete:
+                return "miss"
+        asked = {uid for _seq, uid in messages} if the_plan.flags else lacking
+        items = [FetchItem("UID")]
+        if the_plan.flags:
+            items.append(FetchItem("FLAGS"))
+        # As the client asked them: a body item without PEEK sets \Seen again, which
+        # changes nothing (and RFC822 keeps its name in the response).
+        items += [item for item, _entry in missing]
+        kept = [(item, entry) for item, entry in the_plan.cached if (item, entry) not in missing]
+        add: dict[int, bytes] = {}
+        local = []
+        for seq, uid in messages:
+            if uid not in asked:
+                local.append((seq, uid))
+                continue
+            parts = [item_bytes(item, found[self.key(fill, uid, entry)]) for item, entry in kept]
+            self.cache.stats.bytes_saved += sum(map(len, parts))
+            add[uid] = b" ".join(parts)
+        # The messages the server is not asked about have every item cached.
+        self._write(Plan(the_plan.cached, the_plan.uid, False, False), fill, local, found)
+        upstream_args = FetchArgs(SequenceSet.from_numbers(sorted(asked)), tuple(items))
+        return Partial(upstream_args, Merge(add, frozenset(item.key for item in items[1:])))
+
+    def merged(self, merge: Merge, raw: bytes, response: Response) -> bytes:
+        """A server's FETCH response (or the last part of one) with the cached
+        items of its message added before its closing parenthesis."""
+        if not raw.endswith(b")\r\n"):
+            return raw
+        try:
+            data = response.data
+        except ParseError:
+            return raw
+        if not isinstance(data, FetchData) or data.uid is None:
+            return raw
+        if not any(item.key in merge.expect for item, _value in data.items):
+            return raw  # an update about the message, not an answer
+        extra = merge.add.pop(data.uid, None)
+        if not extra:
+            return raw
+        return raw[:-3] + b" " + extra + b")\r\n"
+
+    async def _ask_server(
+        self, the_plan: Plan, mailbox: SelectedMailbox, messages: list[tuple[int, int]]
+    ) -> bool:
+        """What only the server knows: ``\\Seen`` set by a body fetch without PEEK
+        (not in a read-only mailbox), or FLAGS. Its FETCH responses go to the
+        client as they come. False when the server refused."""
+        upstream = self.session.upstream
+        assert upstream is not None
+        uids = SequenceSet.from_numbers(uid for _seq, uid in messages)
+        try:
+            if the_plan.sets_seen and not mailbox.readonly:
+                store = StoreArgs(uids, "+", "FLAGS", False, (b"\\Seen",))
+                request = await upstream.command("UID STORE", store)
+            elif the_plan.flags:
+                items = (FetchItem("UID"), FetchItem("FLAGS"))
+                request = await upstream.command("UID FETCH", FetchArgs(uids, items))
+            else:
+                return True
+        except UpstreamError:
+            return False
+        return request.status == "OK"
+
+    async def _learn_uids(self, mailbox: SelectedMailbox) -> bool:
+        """Fill the selected mailbox's sequence-to-UID map from the server."""
+        upstream = self.session.upstream
+        assert upstream is not None
+        caps = {cap.upper() for cap in upstream.capabilities}
+        if not caps & {"ESEARCH", "IMAP4REV2"}:
+            return False  # a plain SEARCH of a large mailbox is one huge line
+        search = SearchArgs(SearchKey("ALL"), return_options=(("ALL", ()),))
+        try:
+            request = await upstream.command("UID SEARCH", search)
+        except UpstreamError:
+            return False
+        if request.status != "OK":
+            return False
+        uids: list[int] = []
+        for response in request.untagged:
+            try:
+                data = response.data
+            except ParseError:
+                return False
+            if not isinstance(data, EsearchData):
+                continue
+            for key, value in data.results:
+                if key != "ALL":
+                    continue
+                text = value.value if isinstance(value, Atom) else value
+                if not isinstance(text, bytes):
+                    return False
+                try:
+                    found = SequenceSet.parse(text)
+                except ValueError:
+                    return False
+                for low, high in found.bounds(2**32 - 1):
+                    uids.extend(range(low, high + 1))
+        if self.session.mailbox is not mailbox or len(uids) != mailbox.exists:
+            return False  # changed meanwhile, or an answer that does not add up
+        mailbox.learn_uids(uids)
+        return mailbox.complete
+
+    def _write(
+        self,
+        the_plan: Plan,
+        fill: Fill,
+        messages: list[tuple[int, int]],
+        found: dict[CacheKey, bytes],
+    ) -> None:
+        session = self.session
+        served = 0
+        for seq, uid in messages:
+            items = [b"UID %d" % uid] if the_plan.uid else []
+            for item, entry in the_plan.cached:
+                data = item_bytes(item, found[self.key(fill, uid, entry)])
+                served += len(data)
+                items.append(data)
+            session.write(b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n")
+        self.cache.stats.bytes_saved += served
+
+    # -- filling from relayed responses ---------------------------------------------
+
+    def capture(self, fill: Fill, response: Response) -> None:
+        """Store the cacheable items of a relayed FETCH response (admitted ones)."""
+        try:
+            data = response.data
+        except ParseError:
+            return
+        if not isinstance(data, FetchData):
+            return
+        uid = data.uid
+        mailbox = self.session.mailbox
+        if uid is None and mailbox is not None:
+            uid = mailbox.uid_for(data.number)
+        if uid is None:
+            return
+        policy = fill.policy
+        for item, value in data.items:
+            kind = category(item)
+            if kind is None or kind not in policy.items:
+                continue
+            stored = stored_form(item, value, utf8=self.session.utf8)
+            if stored is None or not policy.min_size <= len(stored) - 1 <= policy.max_size:
+                continue
+            key = self.key(fill, uid, item.key)
+            if self.cache.admit(key, after=policy.admit_after, window=policy.window):
+                fill.batch.append((key, stored))
+                fill.batched += len(stored)
+        if fill.batched >= _BATCH:
+            self.finish(fill)
+
+    def capture_part(self, fill: Fill, part: FramePart | LiteralChunk) -> None:
+        """A piece of a relayed response whose literal streams: collected, then
+        stored like :meth:`capture` once whole (unless too large to be cached)."""
+        if fill.stream is None:
+            fill.stream = StreamCapture(fill.policy.max_size + _CAPTURE_SLACK)
+        response = fill.stream.add(part)
+        if isinstance(part, FramePart) and part.literal is None:
+            fill.stream = None
+        if response is not None:
+            self.capture(fill, response)
+
+    def finish(self, fill: Fill) -> None:
+        """Store what ``fill`` collected (at the end of its FETCH, or when a batch
+        is large), in the background: one call per tier for the lot."""
+        batch, fill.batch, fill.batched = fill.batch, [], 0
+        if not batch or self.nursery is None:
+            return
+        if not self._storing:
+            self._stored = trio.Event()
+        self._storing += 1
+        self.nursery.start_soon(self._put, batch, fill.policy.ttl)
+
+    async def _put(self, batch: list[tuple[CacheKey, bytes]], ttl: float | None) -> None:
+        try:
+            await self.cache.put_many(batch, ttl=ttl)
+        finally:
+            self._storing -= 1
+            if not self._storing:
+                self._stored.set()
+
+
+def _messages(mailbox: SelectedMailbox, where: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
+    """(sequence number, UID) of the messages ``where`` names, from a complete map;
+    empty when a sequence number is out of range (the server answers that)."""
+    uids = mailbox.uids
+    if not uids or where.saved:
+        return []
+    out: list[tuple[int, int]] = []
+    if uid:
+        for low, high in where.bounds(uids[-1]):
+            start, stop = bisect_left(uids, low), bisect_right(uids, high)
+            out.extend((index + 1, uids[index]) for index in range(start, stop))
+        out.sort()
+        return out
+    count = len(uids)
+    for low, high in where.bounds(count):
+        if high > count or low < 1:
+            return []
+        out.extend((seq, uids[seq - 1]) for seq in range(low, high + 1))
+    out.sort()
+    return out

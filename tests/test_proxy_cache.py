@@ -1,0 +1,367 @@
+"""The part cache through the proxy, against Dovecot (docs/cache.md).
+
+A ``cache`` rule with ``admit_after = 1`` stores what the first FETCH brings; the
+second identical FETCH is answered from the cache. Every check of what the
+server holds is made on a direct connection.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import trio
+from conftest import RunningProxy, dovecot_commands, start_proxy
+from imap_raw import RawImap
+from imapclient import IMAPClient
+
+import imapproxy.logs
+from imapproxy.testing import DovecotServer, User
+from imapproxy.testing.proxy import ProxyTls, dovecot_upstream
+
+RULE = '[[rule]]\nname = "cache everything at once"\ncache = { admit_after = 1 }\n'
+
+#: Every kind of cacheable item, in the forms clients use.
+ITEMS = (
+    "BODY.PEEK[]",
+    "BODY.PEEK[HEADER]",
+    "BODY.PEEK[TEXT]",
+    "BODY.PEEK[1]",
+    "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MESSAGE-ID)]",
+    "BODY.PEEK[]<0.1000>",
+    "BODY.PEEK[1]<100.50>",
+    "BINARY.PEEK[1]",
+    "RFC822.HEADER",
+    "RFC822.SIZE",
+    "INTERNALDATE",
+    "ENVELOPE",
+    "BODYSTRUCTURE",
+    "BODY",
+)
+
+
+async def cache_proxy(
+    nursery: trio.Nursery,
+    dovecot: DovecotServer,
+    tls: ProxyTls,
+    tmp_path: Path,
+    rule: str = RULE,
+    **options: Any,
+) -> RunningProxy:
+    rules = tmp_path / "rules.d"
+    rules.mkdir(parents=True, exist_ok=True)
+    (rules / "cache.toml").write_text(rule)
+    return await start_proxy(
+        nursery,
+        tmp_path / "proxy",
+        tls,
+        [dovecot_upstream(dovecot)],
+        rules={"dir": str(rules)},
+        **options,
+    )
+
+
+async def in_thread(fn: Callable[[], Any]) -> Any:
+    with trio.fail_after(120):
+        return await trio.to_thread.run_sync(fn)
+
+
+def folders_of(client: IMAPClient) -> list[str]:
+    return [name for flags, _d, name in client.list_folders() if b"\\Noselect" not in flags]
+
+
+def fetch_everything(client: IMAPClient, *, uid: bool) -> dict[tuple[str, str], Any]:
+    """Every item of ITEMS for every message of every folder (EXAMINE only)."""
+    client.use_uid = uid
+    out: dict[tuple[str, str], Any] = {}
+    for folder in folders_of(client):
+        client.select_folder(folder, readonly=True)
+        for item in ITEMS:
+            try:
+                out[folder, item] = client.fetch("1:*", [item])
+            except Exception as exc:
+                out[folder, item] = repr(exc)
+    return out
+
+
+async def test_every_item_is_the_same_cached_and_uncached(
+    dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    user = shared_user
+    direct_ctx = dovecot.client_ssl_context()
+
+    def direct() -> dict[str, Any]:
+        with IMAPClient(dovecot.hostname, port=dovecot.imaps_port, ssl_context=direct_ctx) as c:
+            c.login(user.name, user.password)
+            return {"uid": fetch_everything(c, uid=True), "seq": fetch_everything(c, uid=False)}
+
+    def proxied(port: int) -> list[dict[str, Any]]:
+        ctx = proxy_tls.client_context()
+        with IMAPClient("localhost", port=port, ssl_context=ctx) as c:
+            c.login(user.name, user.password)
+            # The first pass fills the cache, the second is answered by it.
+            return [
+                {"uid": fetch_everything(c, uid=True), "seq": fetch_everything(c, uid=False)}
+                for _ in range(2)
+            ]
+
+    expected = await in_thread(direct)
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        cache = running.proxy.cache
+        assert cache is not None
+        first, second = await in_thread(lambda: proxied(running.implicit_port))
+        hits = cache.stats.hits
+        running.proxy.shutdown()
+    for got in (first, second):
+        for form in ("uid", "seq"):
+            for key, value in expected[form].items():
+                assert got[form][key] == value, (form, key)
+    # The second pass came from the cache (items of every message and folder).
+    assert hits >= len(ITEMS) * 103
+
+
+async def test_seen_is_set_by_the_server_and_not_in_examine(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        with trio.fail_after(30):
+            client = await RawImap.connect(
+                "localhost", running.implicit_port, ssl_context=running.ssl_context()
+            )
+            await client.read_line()
+            await client.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
+            await client.command(b"b", b"SELECT INBOX")
+            unseen = (await client.command(b"c", b"UID SEARCH UNSEEN"))[0].split()[2:]
+            first, second = unseen[0], unseen[1]
+            # Read-write: BODY[TEXT] (no PEEK) from the cache still sets \Seen upstream,
+            # and the client hears of it as from the server.
+            peek = await client.command(b"d", b"UID FETCH " + first + b" (BODY.PEEK[TEXT])")
+            cached = await client.command(b"e", b"UID FETCH " + first + b" (BODY[TEXT])")
+            assert cached[-1] == b"e OK Fetch completed (from the cache)\r\n", cached
+            text = peek[0].split(b"}\r\n", 1)[1]
+            assert any(line.endswith(text) for line in cached)
+            assert any(b"FLAGS (" in line and b"\\Seen" in line for line in cached), cached
+            # Read-only (EXAMINE): served, and nothing changes.
+            await client.command(b"f", b"EXAMINE INBOX")
+            await client.command(b"g", b"UID FETCH " + second + b" (BODY.PEEK[TEXT])")
+            quiet = await client.command(b"h", b"UID FETCH " + second + b" (BODY[TEXT])")
+            assert quiet[-1] == b"h OK Fetch completed (from the cache)\r\n", quiet
+            assert not any(b"\\Seen" in line for line in quiet)
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
+    with trio.fail_after(30):
+        _, flags = await dovecot_commands(
+            dovecot,
+            mail_user,
+            b"EXAMINE INBOX",
+            b"UID FETCH " + first + b"," + second + b" (FLAGS)",
+        )
+    by_uid = {line.split(b"UID ")[1].split()[0]: line for line in flags[:-1]}
+    assert b"\\Seen" in by_uid[first]
+    assert b"\\Seen" not in by_uid[second]
+
+
+async def test_a_user_never_gets_another_users_part(
+    dovecot: DovecotServer, twin_users: tuple[User, User], proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    # Same mailbox name, same UID (and maybe the same UIDVALIDITY): other data.
+    alice, bob = twin_users
+    messages = {}
+    for user in twin_users:
+        body = f"Subject: for {user.name}\r\n\r\nonly {user.name} may read this\r\n".encode()
+        messages[user.name] = body
+        with trio.fail_after(30):
+            await dovecot_commands(
+                dovecot, user, b"CREATE Private", b"APPEND Private {%d+}\r\n" % len(body) + body
+            )
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        with trio.fail_after(30):
+            for user in (alice, bob, alice, bob):
+                client = await RawImap.connect(
+                    "localhost", running.implicit_port, ssl_context=running.ssl_context()
+                )
+                await client.read_line()
+                await client.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
+                await client.command(b"b", b"EXAMINE Private")
+                got = await client.command(b"c", b"UID FETCH 1 (BODY.PEEK[])")
+                assert got[0].endswith(messages[user.name] + b")\r\n"), (user.name, got)
+                await client.command(b"z", b"LOGOUT")
+                await client.aclose()
+        running.proxy.shutdown()
+
+
+async def test_sequence_numbers_follow_an_expunge_by_another_session(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        with trio.fail_after(30):
+            client = await RawImap.connect(
+                "localhost", running.implicit_port, ssl_context=running.ssl_context()
+            )
+            await client.read_line()
+            await client.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
+            await client.command(b"b", b"SELECT INBOX")
+            for tag in (b"c1", b"c2"):  # fill, then from the cache
+                before = await client.command(tag, b"FETCH 2:3 (UID ENVELOPE)")
+            assert before[-1] == b"c2 OK Fetch completed (from the cache)\r\n"
+            # Another session expunges message 2; this one hears of it at its NOOP.
+            await dovecot_commands(
+                dovecot,
+                mail_user,
+                b"SELECT INBOX",
+                b"STORE 2 +FLAGS.SILENT (\\Deleted)",
+                b"EXPUNGE",
+            )
+            noop = await client.command(b"d", b"NOOP")
+            assert b"* 2 EXPUNGE\r\n" in noop
+            after = await client.command(b"e", b"FETCH 2 (UID ENVELOPE)")
+            # Message 2 is now the former message 3: its UID and envelope.
+            assert after[0].replace(b"* 2 ", b"* 3 ", 1) == before[1], (after, before)
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
+
+
+async def test_a_new_uidvalidity_is_never_served_old_data(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        with trio.fail_after(30):
+            client = await RawImap.connect(
+                "localhost", running.implicit_port, ssl_context=running.ssl_context()
+            )
+            await client.read_line()
+            await client.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
+            for round_, text in enumerate((b"the first", b"the second")):
+                body = b"Subject: x\r\n\r\n" + text + b"\r\n"
+                await client.command(b"b", b"CREATE Again")
+                await client.send(b"c APPEND Again {%d}\r\n" % len(body))
+                await client.read_line()
+                await client.send(body + b"\r\n")
+                await client.read_until_tagged(b"c")
+                await client.command(b"d", b"SELECT Again")
+                for tag in (b"e1", b"e2"):
+                    got = await client.command(tag, b"UID FETCH 1 (BODY.PEEK[TEXT])")
+                    assert text in got[0], (round_, got)
+                await client.command(b"f", b"CLOSE")
+                await client.command(b"g", b"DELETE Again")  # the next one: a new UIDVALIDITY
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
+
+
+@pytest.mark.parametrize("form", [b"UID FETCH", b"FETCH"])
+async def test_flags_come_from_the_server(
+    dovecot: DovecotServer,
+    mail_user: User,
+    proxy_tls: ProxyTls,
+    tmp_path: Path,
+    form: bytes,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        with trio.fail_after(30):
+            client = await RawImap.connect(
+                "localhost", running.implicit_port, ssl_context=running.ssl_context()
+            )
+            await client.read_line()
+            await client.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
+            await client.command(b"b", b"SELECT INBOX")
+            await client.command(b"c", form + b" 4 (FLAGS RFC822.SIZE)")
+            await client.command(b"d", b"STORE 4 +FLAGS.SILENT (\\Flagged)")
+            served = await client.command(b"e", form + b" 4 (FLAGS RFC822.SIZE)")
+            assert served[-1] == b"e OK Fetch completed (from the cache)\r\n"
+            assert any(b"\\Flagged" in line for line in served), served
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
+
+
+async def test_the_disk_tier_survives_a_restart_and_audit_lines_say_hit(
+    dovecot: DovecotServer,
+    shared_user: User,
+    proxy_tls: ProxyTls,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(imapproxy.logs, "_level", 0)
+    key = tmp_path / "cache.key"
+    key.write_text(secrets.token_hex(32) + "\n")
+    settings = {"memory_bytes": "8MiB", "disk_dir": str(tmp_path / "disk"), "key_file": str(key)}
+    fetch = b"UID FETCH 1:5 (UID ENVELOPE BODY.PEEK[HEADER])"
+    answers = []
+    for run in ("before", "after"):  # a new proxy on the same disk directory
+        async with trio.open_nursery() as nursery:
+            running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path / run, cache=settings)
+            with structlog.testing.capture_logs() as logs, trio.fail_after(30):
+                client = await RawImap.connect(
+                    "localhost", running.implicit_port, ssl_context=running.ssl_context()
+                )
+                await client.read_line()
+                login = f'LOGIN "{shared_user.name}" "{shared_user.password}"'
+                await client.command(b"a", login.encode())
+                await client.command(b"b", b"EXAMINE INBOX")
+                answers.append(await client.command(b"c", fetch))
+                await client.command(b"z", b"LOGOUT")
+                await client.aclose()
+            stats = running.proxy.cache.stats if running.proxy.cache else None
+            running.proxy.shutdown()
+        lines = [e for e in logs if e.get("event") == "command" and e.get("tag") == "c"]
+        assert [line.get("cache") for line in lines] == ["miss" if run == "before" else "hit"]
+        if run == "after":
+            assert stats is not None
+            assert stats.tier_hits["disk"] == 10  # 5 messages x 2 items, none in memory
+    assert answers[1][-1] == b"c OK Fetch completed (from the cache)\r\n"
+    assert answers[1][:-1] == answers[0][:-1]
+    # Mail on disk is encrypted: no header line of the corpus is in any file there.
+    subject = next(line for line in answers[0][0].split(b"\r\n") if line.startswith(b"Subject:"))
+    for path in (tmp_path / "disk").rglob("*"):
+        if path.is_file():
+            assert subject not in path.read_bytes()
+
+
+async def test_what_the_cache_lacks_is_asked_in_one_command_and_merged(
+    dovecot: DovecotServer,
+    shared_user: User,
+    proxy_tls: ProxyTls,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(imapproxy.logs, "_level", 0)
+    user = shared_user
+    steps = (
+        ([1, 2, 3], ["BODY.PEEK[HEADER]"]),  # fills messages 1-3
+        (range(1, 7), ["BODY.PEEK[HEADER]"]),  # 1-3 from the cache, 4-6 from the server
+        (range(1, 7), ["ENVELOPE", "BODY.PEEK[HEADER]", "FLAGS"]),  # envelopes, flags asked
+        (range(1, 7), ["ENVELOPE", "BODY.PEEK[HEADER]", "FLAGS"]),  # all cached; FLAGS asked
+    )
+
+    def run(host: str, port: int, ctx: Any) -> list[Any]:
+        with IMAPClient(host, port=port, ssl_context=ctx) as c:
+            c.login(user.name, user.password)
+            c.select_folder("INBOX", readonly=True)
+            return [c.fetch(list(where), items) for where, items in steps]
+
+    expected = await in_thread(
+        lambda: run(dovecot.hostname, dovecot.imaps_port, dovecot.client_ssl_context())
+    )
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        with structlog.testing.capture_logs() as logs:
+            got = await in_thread(
+                lambda: run("localhost", running.implicit_port, proxy_tls.client_context())
+            )
+        running.proxy.shutdown()
+    assert got == expected
+    fetches = [e.get("cache") for e in logs if e.get("event") == "command" and "cache" in e]
+    assert fetches == ["miss", "partial", "partial", "hit"]
