@@ -47,6 +47,9 @@ class SelectedMailbox:
     permanentflags: tuple[bytes, ...] | None = None
     #: Sequence number - 1 -> UID (0 when not yet known); None when not tracked.
     uids: list[int] | None = field(default=None, repr=False)
+    #: Counts the changes of the message numbering (EXISTS, EXPUNGE, VANISHED):
+    #: equal before and after an await, the sequence numbers still hold.
+    numbering: int = field(default=0, repr=False, compare=False)
 
     def __repr__(self) -> str:
         mode = "read-only" if self.readonly else "read-write"
@@ -89,6 +92,8 @@ class SelectedMailbox:
     def _exists(self, count: int | None) -> None:
         if count is None:
             return
+        if count != self.exists:
+            self.numbering += 1
         if self.uids is not None:
             if count > MAX_TRACKED:
                 self.uids = None
@@ -101,11 +106,13 @@ class SelectedMailbox:
     def _expunge(self, seq: int | None) -> None:
         if seq is None or not 1 <= seq <= self.exists:
             return
+        self.numbering += 1
         self.exists -= 1
         if self.uids is not None and seq <= len(self.uids):
             del self.uids[seq - 1]
 
     def _vanished(self, uids: SequenceSet) -> None:
+        self.numbering += 1
         if self.uids is None:
             # Without the map, only the count can follow (each UID is one message).
             largest = self.uidnext - 1 if self.uidnext else 2**32 - 1

@@ -174,21 +174,24 @@ class SessionCache:
         await self.check_validity(fill)
         if not mailbox.complete and not await self._learn_uids(mailbox):
             return "miss"
+        while self._storing:  # what this session's last FETCH brought is in first
+            await self._stored.wait()
         messages = _messages(mailbox, args.sequence_set, uid=name.startswith("UID "))
         if not messages:
             return "miss"  # out of range, or nothing: the server says what it says
+        numbering = mailbox.numbering
         keys = [
             self.key(fill, uid, entry) for _seq, uid in messages for _item, entry in the_plan.cached
         ]
-        while self._storing:  # what this session's last FETCH brought is in first
-            await self._stored.wait()
         found = await self.cache.get_many(keys)
+        if session.mailbox is not mailbox or mailbox.numbering != numbering:
+            return "miss"  # messages came or went meanwhile: the server answers
         if len(found) < len(keys):
             return await self._partial(the_plan, fill, mailbox, messages, found)
         if not await self._ask_server(the_plan, mailbox, messages):
             return "miss"
-        if session.mailbox is not mailbox or not mailbox.complete:
-            return "miss"  # the mailbox changed under the FLAGS round trip: relay
+        if session.mailbox is not mailbox or mailbox.numbering != numbering:
+            return "miss"  # messages came or went meanwhile: the server answers
         self._write(the_plan, fill, messages, found)
         session.tagged(tag, "OK", "Fetch completed (from the cache)")
         return "hit"
@@ -221,9 +224,10 @@ class SessionCache:
         if seen_by_store:
             # \Seen for every message, also those answered from the cache alone.
             seen = Plan(the_plan.cached, the_plan.uid, flags=False, sets_seen=True)
+            numbering = mailbox.numbering
             if not await self._ask_server(seen, mailbox, messages):
                 return "miss"
-            if self.session.mailbox is not mailbox or not mailbox.complete:
+            if self.session.mailbox is not mailbox or mailbox.numbering != numbering:
                 return "miss"
         asked = {uid for _seq, uid in messages} if the_plan.flags else lacking
         items = [FetchItem("UID")]

@@ -479,3 +479,13 @@ def test_vanished_with_a_saved_result_reference_is_ignored() -> None:
             mailbox.learn_uids([1, 2, 3])
         mailbox.apply(response)
         assert mailbox.exists == 3
+
+
+def test_numbering_counts_changes_of_the_message_numbers() -> None:
+    mailbox = selected(exists=5)
+    for wire in (b"* 5 EXISTS\r\n", b"* 1 FETCH (FLAGS ())\r\n", b"* OK [UIDNEXT 9] x\r\n"):
+        mailbox.apply(response(wire))
+    assert mailbox.numbering == 0  # nothing came or went
+    for wire in (b"* 6 EXISTS\r\n", b"* 2 EXPUNGE\r\n", b"* VANISHED 3\r\n"):
+        mailbox.apply(response(wire))
+    assert mailbox.numbering == 3
