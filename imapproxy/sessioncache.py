@@ -48,7 +48,7 @@ from imapproxy.wire import Response, SequenceSet
 from imapproxy.wire.commands import FetchArgs, SearchArgs, StoreArgs
 from imapproxy.wire.framing import FramePart, LiteralChunk
 from imapproxy.wire.reader import Atom, ParseError
-from imapproxy.wire.responses import EsearchData, FetchData
+from imapproxy.wire.responses import EsearchData, FetchData, SearchData
 from imapproxy.wire.search import SearchKey
 from imapproxy.wire.values import FetchItem
 
@@ -63,6 +63,9 @@ log = get_logger("imapproxy.cache")
 #: How much of a streamed response is collected to be stored, past the policy's
 #: largest entry (the response's other items and framing).
 _CAPTURE_SLACK = 64 * 1024
+#: The largest mailbox whose UIDs are asked with a plain ``UID SEARCH ALL`` (one
+#: response line of them all) when the server has no ESEARCH.
+_PLAIN_SEARCH_MAX = 100_000
 #: Octets of admitted entries gathered before they are stored (else: at the end
 #: of the FETCH).
 _BATCH = 4 * 1024 * 1024
@@ -292,15 +295,21 @@ class SessionCache:
         return request.status == "OK"
 
     async def _learn_uids(self, mailbox: SelectedMailbox) -> bool:
-        """Fill the selected mailbox's sequence-to-UID map from the server."""
+        """Fill the selected mailbox's sequence-to-UID map from the server: ``UID
+        SEARCH RETURN (ALL) ALL`` (ESEARCH, compact), or ``UID SEARCH ALL`` for a
+        server without it, up to :data:`_PLAIN_SEARCH_MAX` messages (one line of
+        all the UIDs)."""
         upstream = self.session.upstream
         assert upstream is not None
         caps = {cap.upper() for cap in upstream.capabilities}
-        if not caps & {"ESEARCH", "IMAP4REV2"}:
-            return False  # a plain SEARCH of a large mailbox is one huge line
-        search = SearchArgs(SearchKey("ALL"), return_options=(("ALL", ()),))
+        esearch = bool(caps & {"ESEARCH", "IMAP4REV2"})
+        if not esearch and mailbox.exists > _PLAIN_SEARCH_MAX:
+            return False
+        options = (("ALL", ()),) if esearch else None
         try:
-            request = await upstream.command("UID SEARCH", search)
+            request = await upstream.command(
+                "UID SEARCH", SearchArgs(SearchKey("ALL"), None, options)
+            )
         except UpstreamError:
             return False
         if request.status != "OK":
@@ -311,20 +320,15 @@ class SessionCache:
                 data = response.data
             except ParseError:
                 return False
-            if not isinstance(data, EsearchData):
-                continue
-            for key, value in data.results:
-                if key != "ALL":
-                    continue
-                text = value.value if isinstance(value, Atom) else value
-                if not isinstance(text, bytes):
-                    return False
-                try:
-                    found = SequenceSet.parse(text)
-                except ValueError:
-                    return False
-                for low, high in found.bounds(2**32 - 1):
-                    uids.extend(range(low, high + 1))
+            if isinstance(data, SearchData) and response.name == "SEARCH":
+                uids.extend(data.numbers)
+            elif isinstance(data, EsearchData):
+                for key, value in data.results:
+                    found = _uid_set(value) if key == "ALL" else ()
+                    if found is None:
+                        return False
+                    for low, high in found:
+                        uids.extend(range(low, high + 1))
         if self.session.mailbox is not mailbox or len(uids) != mailbox.exists:
             return False  # changed meanwhile, or an answer that does not add up
         mailbox.learn_uids(uids)
@@ -408,6 +412,17 @@ class SessionCache:
             self._storing -= 1
             if not self._storing:
                 self._stored.set()
+
+
+def _uid_set(value: object) -> list[tuple[int, int]] | None:
+    """The ranges of an ESEARCH ``ALL`` result; None when it is not a set."""
+    text = value.value if isinstance(value, Atom) else value
+    if not isinstance(text, bytes):
+        return None
+    try:
+        return SequenceSet.parse(text).bounds(2**32 - 1)
+    except ValueError:
+        return None
 
 
 def _messages(mailbox: SelectedMailbox, where: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:

@@ -7,20 +7,21 @@ server holds is made on a direct connection.
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 import trio
-from conftest import RunningProxy, dovecot_commands, start_proxy
+from conftest import SKIP_ENV, RunningProxy, dovecot_commands, start_proxy, watch_users
 from imap_raw import RawImap
 from imapclient import IMAPClient
 
 import imapproxy.logs
-from imapproxy.testing import DovecotServer, User
+from imapproxy.testing import DovecotNotInstalled, DovecotServer, User
 from imapproxy.testing.proxy import ProxyTls, dovecot_upstream
 
 RULE = '[[rule]]\nname = "cache everything at once"\ncache = { admit_after = 1 }\n'
@@ -365,3 +366,42 @@ async def test_what_the_cache_lacks_is_asked_in_one_command_and_merged(
     assert got == expected
     fetches = [e.get("cache") for e in logs if e.get("event") == "command" and "cache" in e]
     assert fetches == ["miss", "partial", "partial", "hit"]
+
+
+@pytest.fixture(scope="module")
+def old_dovecot() -> Iterator[DovecotServer]:
+    """A Dovecot that announces no ESEARCH (like older servers)."""
+    server = DovecotServer(imap_capability="IMAP4rev1 LITERAL+ IDLE UIDPLUS NAMESPACE")
+    try:
+        server.start()
+    except DovecotNotInstalled as exc:
+        if os.environ.get(SKIP_ENV) == "1":
+            pytest.skip(str(exc))
+        raise
+    watch_users(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_without_esearch_the_map_comes_from_a_plain_search(
+    old_dovecot: DovecotServer, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    user = old_dovecot.add_user()
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, old_dovecot, proxy_tls, tmp_path)
+        with trio.fail_after(30):
+            client = await RawImap.connect(
+                "localhost", running.implicit_port, ssl_context=running.ssl_context()
+            )
+            await client.read_line()
+            await client.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
+            await client.command(b"b", b"EXAMINE INBOX")
+            first = await client.command(b"c", b"FETCH 7:9 (ENVELOPE)")
+            again = await client.command(b"d", b"FETCH 7:9 (ENVELOPE)")
+            assert again[-1] == b"d OK Fetch completed (from the cache)\r\n"
+            assert again[:-1] == first[:-1]
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
