@@ -405,3 +405,28 @@ async def test_without_esearch_the_map_comes_from_a_plain_search(
             await client.command(b"z", b"LOGOUT")
             await client.aclose()
         running.proxy.shutdown()
+
+
+async def test_the_example_rules_as_written(
+    dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    # cache = true: stored the second time an item is fetched, served the third;
+    # Drafts never.
+    example = (Path(__file__).parent.parent / "rules" / "80-cache-for-offices.toml").read_text()
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path, rule=example)
+        with trio.fail_after(30):
+            client = await RawImap.connect(
+                "localhost", running.implicit_port, ssl_context=running.ssl_context()
+            )
+            await client.read_line()
+            login = f'LOGIN "{shared_user.name}" "{shared_user.password}"'
+            await client.command(b"a", login.encode())
+            for mailbox, answers in ((b"INBOX", (False, False, True)), (b"Drafts", (False,) * 3)):
+                await client.command(b"b", b"EXAMINE " + mailbox)
+                for cached in answers:
+                    done = (await client.command(b"c", b"UID FETCH 1:2 (BODY.PEEK[1])"))[-1]
+                    assert done.endswith(b"(from the cache)\r\n") == cached, (mailbox, done)
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()

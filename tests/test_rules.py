@@ -130,9 +130,9 @@ def test_every_example_loads_alone(tmp_path, example):
 
 def test_examples_together(tmp_path):
     ruleset = load_rules(EXAMPLES)
-    assert len(ruleset.files) == 7
+    assert len(ruleset.files) == 8
     summary = ruleset.summary()
-    assert summary.startswith("rules: 12 in 7 files from ")
+    assert summary.startswith("rules: 15 in 8 files from ")
     assert "    'archive is read-only': mailbox Archive, Archive/* -> readonly" in summary
     assert "[shadow]" in summary
     store = ruleset.decide(Context(user="bob", command="UID STORE", mailboxes=("Archive/2020",)))
