@@ -9,6 +9,7 @@ bring it back. :class:`RedisNotInstalled` says how to install it (``make test`` 
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -18,9 +19,10 @@ import threading
 from pathlib import Path
 from typing import IO
 
+import pytest
 import redis
 
-__all__ = ["RedisNotInstalled", "RedisServer"]
+__all__ = ["RedisNotInstalled", "RedisServer", "new_redis_server"]
 
 START_TIMEOUT = 10.0
 """Seconds redis-server gets to become ready."""
@@ -136,3 +138,18 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+SKIP_ENV = "IMAPPROXY_SKIP_DOVECOT"  # as tests/conftest.py: the external servers
+
+
+def new_redis_server() -> RedisServer:
+    """A :class:`RedisServer` (not started); the test fails saying how to install
+    redis-server when it is missing, or skips with ``IMAPPROXY_SKIP_DOVECOT=1``."""
+    try:
+        return RedisServer()
+    except RedisNotInstalled as exc:
+        missing = str(exc)  # reported outside the handler: no chained traceback
+    if os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{missing} (skipped because {SKIP_ENV}=1)")
+    pytest.fail(f"{missing} Or set {SKIP_ENV}=1 to skip the Redis tests.", pytrace=False)

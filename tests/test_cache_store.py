@@ -18,7 +18,7 @@ import structlog
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
-from redis_server import RedisNotInstalled, RedisServer
+from redis_server import RedisServer, new_redis_server
 
 from imapproxy.__main__ import main
 from imapproxy.cache import CacheKey, CacheSettings, PartCache
@@ -26,13 +26,11 @@ from imapproxy.cache.store import REDIS_BACKOFF, WARNING_INTERVAL
 from imapproxy.cache.tiers import ENTRY_OVERHEAD
 from imapproxy.config import ConfigError, parse_config
 
-SKIP_ENV = "IMAPPROXY_SKIP_DOVECOT"  # as tests/conftest.py: the external servers
-
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     """A private redis-server for the module (tests that stop it start their own)."""
-    server = _new_redis_server()
+    server = new_redis_server()
     with server:
         yield server
 
@@ -40,21 +38,11 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def own_redis_server() -> Iterator[RedisServer]:
     """A redis-server of the test's own, not started: for tests that stop it."""
-    server = _new_redis_server()
+    server = new_redis_server()
     try:
         yield server
     finally:
         server.close()
-
-
-def _new_redis_server() -> RedisServer:
-    try:
-        return RedisServer()
-    except RedisNotInstalled as exc:
-        missing = str(exc)  # reported outside the handler: no chained traceback
-    if os.environ.get(SKIP_ENV) == "1":
-        pytest.skip(f"{missing} (skipped because {SKIP_ENV}=1)")
-    pytest.fail(f"{missing} Or set {SKIP_ENV}=1 to skip the Redis tests.", pytrace=False)
 
 
 class Clock:

@@ -19,10 +19,14 @@ import trio
 from conftest import SKIP_ENV, RunningProxy, dovecot_commands, start_proxy, watch_users
 from imap_raw import RawImap
 from imapclient import IMAPClient
+from redis_server import new_redis_server
 
 import imapproxy.logs
 from imapproxy.testing import DovecotNotInstalled, DovecotServer, User
 from imapproxy.testing.proxy import ProxyTls, dovecot_upstream
+from imapproxy.wire import Frame, Framer, Response, Role
+from imapproxy.wire.reader import Literal
+from imapproxy.wire.responses import FetchData
 
 RULE = '[[rule]]\nname = "cache everything at once"\ncache = { admit_after = 1 }\n'
 
@@ -64,6 +68,22 @@ async def cache_proxy(
         rules={"dir": str(rules)},
         **options,
     )
+
+
+def parsed(responses: list[bytes]) -> dict[int, dict[bytes, object]]:
+    """FETCH responses by message, items by key (in whatever order they came)."""
+    out: dict[int, dict[bytes, object]] = {}
+    for raw in responses:
+        framer = Framer(Role.CLIENT, max_line=10**7, max_literal=10**8, inline_literal=10**8)
+        framer.receive_data(raw)
+        frame = framer.next_event()
+        assert isinstance(frame, Frame)
+        data = Response.parse(frame).data
+        if isinstance(data, FetchData):
+            items = out.setdefault(data.number, {})
+            for item, value in data.items:
+                items[item.key] = value.data if isinstance(value, Literal) else value
+    return out
 
 
 async def in_thread(fn: Callable[[], Any]) -> Any:
@@ -323,7 +343,7 @@ async def test_the_disk_tier_survives_a_restart_and_audit_lines_say_hit(
             assert stats is not None
             assert stats.tier_hits["disk"] == 10  # 5 messages x 2 items, none in memory
     assert answers[1][-1] == b"c OK Fetch completed (from the cache)\r\n"
-    assert answers[1][:-1] == answers[0][:-1]
+    assert parsed(answers[1][:-1]) == parsed(answers[0][:-1])
     # Mail on disk is encrypted: no header line of the corpus is in any file there.
     subject = next(line for line in answers[0][0].split(b"\r\n") if line.startswith(b"Subject:"))
     for path in (tmp_path / "disk").rglob("*"):
@@ -430,3 +450,45 @@ async def test_the_example_rules_as_written(
             await client.command(b"z", b"LOGOUT")
             await client.aclose()
         running.proxy.shutdown()
+
+
+async def test_a_redis_that_stops_is_a_miss_not_an_error(
+    dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    # Only the Redis tier: a hit comes from Redis; with Redis gone the server
+    # answers, and the client never notices.
+    key = tmp_path / "cache.key"
+    key.write_text(secrets.token_hex(32))
+    server = new_redis_server()
+    with server:
+        settings = {
+            "memory_bytes": 0,
+            "redis_url": server.url,
+            "redis_password_file": str(server.password_file),
+            "key_file": str(key),
+        }
+        fetch = b"UID FETCH 1:4 (UID BODY.PEEK[HEADER] RFC822.SIZE)"
+        async with trio.open_nursery() as nursery:
+            running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path, cache=settings)
+            with trio.fail_after(30):
+                client = await RawImap.connect(
+                    "localhost", running.implicit_port, ssl_context=running.ssl_context()
+                )
+                await client.read_line()
+                login = f'LOGIN "{shared_user.name}" "{shared_user.password}"'
+                await client.command(b"a", login.encode())
+                await client.command(b"b", b"EXAMINE INBOX")
+                first = await client.command(b"c", fetch)
+                second = await client.command(b"d", fetch)
+                assert second[-1] == b"d OK Fetch completed (from the cache)\r\n"
+                server.stop()
+                third = await client.command(b"e", fetch)
+                assert third[-1].startswith(b"e OK Fetch completed (")  # the server's
+                assert not third[-1].endswith(b"(from the cache)\r\n")
+                assert parsed(first) == parsed(second) == parsed(third)
+                await client.command(b"z", b"LOGOUT")
+                await client.aclose()
+            cache = running.proxy.cache
+            assert cache is not None
+            assert cache.stats.tier_errors["redis"] >= 1
+            running.proxy.shutdown()
