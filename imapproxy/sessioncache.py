@@ -66,6 +66,8 @@ _CAPTURE_SLACK = 64 * 1024
 #: The largest mailbox whose UIDs are asked with a plain ``UID SEARCH ALL`` (one
 #: response line of them all) when the server has no ESEARCH.
 _PLAIN_SEARCH_MAX = 100_000
+#: The most UIDs of a UID FETCH looked up before the session knows the mailbox.
+_LOOK_MAX = 10_000
 #: Octets of admitted entries gathered before they are stored (else: at the end
 #: of the FETCH).
 _BATCH = 4 * 1024 * 1024
@@ -141,6 +143,12 @@ class SessionCache:
             item=item,
         )
 
+    def _keys(self, fill: Fill, messages: list[tuple[int, int]], the_plan: Plan) -> list[CacheKey]:
+        """The entries a plan needs, message by message."""
+        return [
+            self.key(fill, uid, entry) for _seq, uid in messages for _i, entry in the_plan.cached
+        ]
+
     async def check_validity(self, fill: Fill) -> None:
         """Drop the mailbox's entries when its UIDVALIDITY changed since the proxy
         last saw it (older entries are never served anyway: the key has it)."""
@@ -168,8 +176,18 @@ class SessionCache:
         session = self.session
         upstream = session.upstream
         assert upstream is not None
-        while upstream.oldest is not None:  # in order, with stable numbers
-            await upstream.oldest.done.wait()
+        uid = name.startswith("UID ")
+        # A first look: when the cache has nothing for this FETCH, it is relayed at
+        # once -- no waiting for the commands in flight (a pipelining client keeps
+        # its pipeline) and no map to build (a cold fetch costs no round trip).
+        early = await self._look(the_plan, policy, args, uid=uid)
+        if early is not None and not early[2]:
+            return "miss"
+        if upstream.oldest is not None:
+            if early is None:
+                return "miss"  # which messages is unclear until they finish
+            while upstream.oldest is not None:  # in order, with stable numbers
+                await upstream.oldest.done.wait()
         mailbox = session.mailbox
         fill = self.fill_for(policy)
         if mailbox is None or fill is None:
@@ -179,14 +197,15 @@ class SessionCache:
             return "miss"
         while self._storing:  # what this session's last FETCH brought is in first
             await self._stored.wait()
-        messages = _messages(mailbox, args.sequence_set, uid=name.startswith("UID "))
-        if not messages:
-            return "miss"  # out of range, or nothing: the server says what it says
-        numbering = mailbox.numbering
-        keys = [
-            self.key(fill, uid, entry) for _seq, uid in messages for _item, entry in the_plan.cached
-        ]
-        found = await self.cache.get_many(keys)
+        if early is not None and early[0] == mailbox.numbering and early[0] >= 0:
+            numbering, messages, found = early  # nothing came or went meanwhile
+        else:
+            messages = _messages(mailbox, args.sequence_set, uid=uid)
+            if not messages:
+                return "miss"  # out of range, or nothing: the server says what it says
+            numbering = mailbox.numbering
+            found = await self.cache.get_many(self._keys(fill, messages, the_plan))
+        keys = self._keys(fill, messages, the_plan)
         if session.mailbox is not mailbox or mailbox.numbering != numbering:
             return "miss"  # messages came or went meanwhile: the server answers
         if len(found) < len(keys):
@@ -198,6 +217,28 @@ class SessionCache:
         self._write(the_plan, fill, messages, found)
         session.tagged(tag, "OK", "Fetch completed (from the cache)")
         return "hit"
+
+    async def _look(
+        self, the_plan: Plan, policy: CachePolicy, args: FetchArgs, *, uid: bool
+    ) -> tuple[int, list[tuple[int, int]], dict[CacheKey, bytes]] | None:
+        """What the cache has for a FETCH by the mailbox as the session knows it
+        now: (numbering, messages, entries found); None when it cannot say which
+        messages. A UID FETCH of listed UIDs needs no map: its messages then have
+        sequence number 0, and the numbering is -1 (to be looked up again)."""
+        mailbox = self.session.mailbox
+        fill = self.fill_for(policy)
+        if mailbox is None or fill is None:
+            return None
+        if mailbox.complete:
+            numbering = mailbox.numbering
+            messages = _messages(mailbox, args.sequence_set, uid=uid)
+        elif uid and (listed := _listed_uids(args.sequence_set)) is not None:
+            numbering, messages = -1, [(0, u) for u in listed]
+        else:
+            return None
+        if not messages:
+            return None
+        return numbering, messages, await self.cache.get_many(self._keys(fill, messages, the_plan))
 
     async def _partial(
         self,
@@ -412,6 +453,18 @@ class SessionCache:
             self._storing -= 1
             if not self._storing:
                 self._stored.set()
+
+
+def _listed_uids(where: SequenceSet) -> list[int] | None:
+    """The UIDs a set names without ``*`` or ``$``, up to :data:`_LOOK_MAX`."""
+    if where.saved or any(first is None or last is None for first, last in where.ranges):
+        return None
+    uids: list[int] = []
+    for low, high in where.bounds(0):
+        if len(uids) + high - low + 1 > _LOOK_MAX:
+            return None
+        uids.extend(range(low, high + 1))
+    return uids
 
 
 def _uid_set(value: object) -> list[tuple[int, int]] | None:

@@ -809,3 +809,29 @@ async def test_rules_see_the_sasl_authorization_identity(env) -> None:
         assert (await client.read_line()).startswith(b"L OK ")
         await client.send(b"d DELETE Old\r\n")
         assert (await client.read_line()).startswith(b"d NO [NOPERM] not for bob")
+
+
+async def test_pipelined_fetches_under_a_cache_rule_stay_pipelined(env) -> None:
+    # Nothing cached yet: the second FETCH goes upstream before the first is
+    # answered (the cache does not make the session wait for it).
+    rules = env.rules('[[rule]]\nname = "cache"\ncache = { admit_after = 1 }\n')
+    with trio.fail_after(TEST_TIMEOUT):
+        client, conn = await env.logged_in(rules=rules)
+        await client.send(b"s SELECT INBOX\r\n")
+        tag, name, _ = await conn.read_command()
+        assert name == b"SELECT"
+        await conn.send(
+            b"* 3 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 4] x\r\n"
+            + tag
+            + b" OK [READ-WRITE] Selected\r\n"
+        )
+        await client.read_response(b"s")
+        await client.send(b"a UID FETCH 1 (ENVELOPE)\r\nb UID FETCH 2 (ENVELOPE)\r\n")
+        first, _, _ = await conn.read_command()
+        second, name, _ = await conn.read_command()  # both before any answer
+        assert name == b"UID"
+        envelope = b'(NIL "s" NIL NIL NIL NIL NIL NIL NIL NIL)'
+        await conn.send(b"* 1 FETCH (UID 1 ENVELOPE " + envelope + b")\r\n" + first + b" OK\r\n")
+        await conn.send(b"* 2 FETCH (UID 2 ENVELOPE " + envelope + b")\r\n" + second + b" OK\r\n")
+        assert (await client.read_response(b"a"))[-1] == b"a OK\r\n"
+        assert (await client.read_response(b"b"))[-1] == b"b OK\r\n"
