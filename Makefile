@@ -23,6 +23,7 @@ bench: venv dovecot
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/cache.py
 
 coverage: venv dovecot redis
 	$(BIN)/coverage run -m pytest -q

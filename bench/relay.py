@@ -275,16 +275,19 @@ def run_imapproxy(
     upstream_tls: str,
     *,
     rules: dict[str, object] | None = None,
+    upstream_address: str | None = None,
 ) -> Iterator[tuple[int, int]]:
     """imapproxy as ``python -m imapproxy serve`` in its own process: (port, pid).
 
     It logs at info, JSON lines, to ``directory/imapproxy.log``; ``rules`` is its
-    ``[rules]`` table (none by default)."""
+    ``[rules]`` table (none by default); ``upstream_address`` (``host:port``) replaces
+    the address of Dovecot's port for ``upstream_tls`` (something in between)."""
     port = _free_port()
+    extra = {"address": upstream_address} if upstream_address is not None else {}
     config = proxy_config(
         directory,
         tls,
-        [dovecot_upstream(server, tls=upstream_tls)],
+        [dovecot_upstream(server, tls=upstream_tls, **extra)],
         listeners=("implicit",),
         ports={"implicit": port},
         logging={"level": "info", "format": "json", "file": directory / "imapproxy.log"},
