@@ -38,6 +38,7 @@ __all__ = [
     "entry_item",
     "item_bytes",
     "plan",
+    "response_name",
     "stored_form",
 ]
 
@@ -108,11 +109,13 @@ def response_name(item: FetchItem) -> bytes:
     return bytes(FetchItem(item.name, item.section, partial, False, item.modifiers))
 
 
-def item_bytes(item: FetchItem, stored: bytes) -> bytes:
+def item_bytes(item: FetchItem, stored: bytes, name: bytes | None = None) -> bytes:
     """The response item (name and value) for the requested ``item`` from its
     entry; a partial is cut from the whole section (RFC 9051 section 6.4.5: an
-    origin past the end gives an empty string)."""
-    name = response_name(item)
+    origin past the end gives an empty string). ``name``: its
+    :func:`response_name`, when already known."""
+    if name is None:
+        name = response_name(item)
     kind, body = stored[:1], stored[1:]
     if kind == _VALUE:
         return name + b" " + body

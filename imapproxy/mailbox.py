@@ -197,6 +197,16 @@ class SelectedMailbox:
         except ValueError:
             return None
 
+    def seqs_for(self, uids: list[int]) -> dict[int, int]:
+        """The sequence numbers of those of ``uids`` the map knows (by UID)."""
+        if self.uids is None:
+            return {}
+        if len(uids) <= 8:
+            found = {uid: self.seq_for(uid) for uid in uids}
+            return {uid: seq for uid, seq in found.items() if seq is not None}
+        wanted = set(uids)
+        return {uid: index + 1 for index, uid in enumerate(self.uids) if uid in wanted}
+
     @property
     def complete(self) -> bool:
         """True when the map is tracked and every UID in it is known."""

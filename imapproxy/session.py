@@ -1216,9 +1216,12 @@ class ClientSession:
         partial: Partial | None = None
         if cache is not None and isinstance(args, FetchArgs):
             started = trio.current_time()
+            cache[0].served = 0
             outcome = await cache[0].serve(command.tag, command.name, args, cache[1])
             if outcome == "hit":
-                self._audit_local(command, decision, named, sequence, started, cache="hit")
+                self._audit_local(
+                    command, decision, named, sequence, started, cache[0].served, cache="hit"
+                )
                 return None
             if isinstance(outcome, Partial):
                 partial = outcome
@@ -1279,6 +1282,7 @@ class ClientSession:
         named: tuple[str, ...],
         sequence: str | None,
         started: float,
+        bytes_down: int,
         **extra: object,
     ) -> None:
         """The audit line of a command the session answered itself (OK)."""
@@ -1287,6 +1291,7 @@ class ClientSession:
             matched = decision.matched if decision is not None else ()
             fields = {**(decision.log_fields if decision is not None else {}), **extra}
             record = self._audit_record(command, named, sequence, matched, level, fields)
+            record.bytes_down = bytes_down
             self._audit(record, "OK", None, started)
 
     def _refuse(

@@ -38,6 +38,7 @@ from imapproxy.fetchcache import (
     category,
     item_bytes,
     plan,
+    response_name,
     stored_form,
 )
 from imapproxy.logs import get_logger
@@ -116,6 +117,8 @@ class SessionCache:
         #: session ending does not cut a store short.
         self.nursery: trio.Nursery | None = session.proxy.background
         self._storing = 0
+        #: Octets of responses written from the cache (for the audit line).
+        self.served = 0
         self._stored = trio.Event()
 
     # -- keys ---------------------------------------------------------------------
@@ -129,6 +132,8 @@ class SessionCache:
         if mailbox is None or mailbox.uidvalidity is None or upstream is None:
             return None
         owner = "" if policy.shared else normalise_user(session.identity or "")
+        # The responses of relayed FETCHes teach the map (UID for sequence number).
+        mailbox.track_uids()
         return Fill(
             policy, upstream.config.name, owner, session.selected_name(), mailbox.uidvalidity
         )
@@ -177,11 +182,13 @@ class SessionCache:
         upstream = session.upstream
         assert upstream is not None
         uid = name.startswith("UID ")
+        while self._storing:  # what this session's last FETCH brought is in first
+            await self._stored.wait()
         # A first look: when the cache has nothing for this FETCH, it is relayed at
         # once -- no waiting for the commands in flight (a pipelining client keeps
         # its pipeline) and no map to build (a cold fetch costs no round trip).
         early = await self._look(the_plan, policy, args, uid=uid)
-        if early is not None and not early[2]:
+        if early is not None and not early[3]:
             return "miss"
         if upstream.oldest is not None:
             if early is None:
@@ -193,19 +200,20 @@ class SessionCache:
         if mailbox is None or fill is None:
             return "miss"
         await self.check_validity(fill)
-        if not mailbox.complete and not await self._learn_uids(mailbox):
-            return "miss"
-        while self._storing:  # what this session's last FETCH brought is in first
-            await self._stored.wait()
-        if early is not None and early[0] == mailbox.numbering and early[0] >= 0:
-            numbering, messages, found = early  # nothing came or went meanwhile
+        if early is not None and early[0] == mailbox.numbering >= 0:
+            numbering, messages, keys, found = early  # nothing came or went meanwhile
         else:
-            messages = _messages(mailbox, args.sequence_set, uid=uid)
-            if not messages:
+            known = _messages(mailbox, args.sequence_set, uid=uid)
+            if known is None:  # the map cannot say: ask the server for it
+                if not await self._learn_uids(mailbox):
+                    return "miss"
+                known = _messages(mailbox, args.sequence_set, uid=uid)
+            if not known:
                 return "miss"  # out of range, or nothing: the server says what it says
+            messages = known
             numbering = mailbox.numbering
-            found = await self.cache.get_many(self._keys(fill, messages, the_plan))
-        keys = self._keys(fill, messages, the_plan)
+            keys = self._keys(fill, messages, the_plan)
+            found = await self.cache.get_many(keys)
         if session.mailbox is not mailbox or mailbox.numbering != numbering:
             return "miss"  # messages came or went meanwhile: the server answers
         if len(found) < len(keys):
@@ -214,31 +222,30 @@ class SessionCache:
             return "miss"
         if session.mailbox is not mailbox or mailbox.numbering != numbering:
             return "miss"  # messages came or went meanwhile: the server answers
-        self._write(the_plan, fill, messages, found)
+        self._write(the_plan, messages, keys, found)
         session.tagged(tag, "OK", "Fetch completed (from the cache)")
         return "hit"
 
     async def _look(
         self, the_plan: Plan, policy: CachePolicy, args: FetchArgs, *, uid: bool
-    ) -> tuple[int, list[tuple[int, int]], dict[CacheKey, bytes]] | None:
+    ) -> tuple[int, list[tuple[int, int]], list[CacheKey], dict[CacheKey, bytes]] | None:
         """What the cache has for a FETCH by the mailbox as the session knows it
-        now: (numbering, messages, entries found); None when it cannot say which
-        messages. A UID FETCH of listed UIDs needs no map: its messages then have
-        sequence number 0, and the numbering is -1 (to be looked up again)."""
+        now: (numbering, messages, their keys, entries found); None when it cannot say which
+        messages, or there are none. A UID FETCH of listed UIDs the map does not
+        know yet is looked up by UID alone: sequence numbers 0, numbering -1 (the
+        messages are to be looked up again)."""
         mailbox = self.session.mailbox
         fill = self.fill_for(policy)
         if mailbox is None or fill is None:
             return None
-        if mailbox.complete:
-            numbering = mailbox.numbering
-            messages = _messages(mailbox, args.sequence_set, uid=uid)
-        elif uid and (listed := _listed_uids(args.sequence_set)) is not None:
+        numbering = mailbox.numbering
+        messages = _messages(mailbox, args.sequence_set, uid=uid)
+        if messages is None and uid and (listed := _listed_uids(args.sequence_set)):
             numbering, messages = -1, [(0, u) for u in listed]
-        else:
-            return None
         if not messages:
             return None
-        return numbering, messages, await self.cache.get_many(self._keys(fill, messages, the_plan))
+        keys = self._keys(fill, messages, the_plan)
+        return numbering, messages, keys, await self.cache.get_many(keys)
 
     async def _partial(
         self,
@@ -291,7 +298,8 @@ class SessionCache:
             self.cache.stats.bytes_saved += sum(map(len, parts))
             add[uid] = b" ".join(parts)
         # The messages the server is not asked about have every item cached.
-        self._write(Plan(the_plan.cached, the_plan.uid, False, False), fill, local, found)
+        plain = Plan(the_plan.cached, the_plan.uid, False, False)
+        self._write(plain, local, self._keys(fill, local, plain), found)
         upstream_args = FetchArgs(SequenceSet.from_numbers(sorted(asked)), tuple(items))
         return Partial(upstream_args, Merge(add, frozenset(item.key for item in items[1:])))
 
@@ -378,20 +386,25 @@ class SessionCache:
     def _write(
         self,
         the_plan: Plan,
-        fill: Fill,
         messages: list[tuple[int, int]],
+        keys: list[CacheKey],
         found: dict[CacheKey, bytes],
     ) -> None:
+        """The FETCH responses of ``messages``, every item from its entry (``keys``:
+        the entries, message by message, item by item)."""
         session = self.session
-        served = 0
+        names = [(item, response_name(item)) for item, _entry in the_plan.cached]
+        entries = iter(keys)
+        lines = []
         for seq, uid in messages:
             items = [b"UID %d" % uid] if the_plan.uid else []
-            for item, entry in the_plan.cached:
-                data = item_bytes(item, found[self.key(fill, uid, entry)])
-                served += len(data)
-                items.append(data)
-            session.write(b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n")
-        self.cache.stats.bytes_saved += served
+            for item, name in names:
+                items.append(item_bytes(item, found[next(entries)], name))
+            lines.append(b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n")
+        data = b"".join(lines)
+        session.write(data)
+        self.cache.stats.bytes_saved += len(data)
+        self.served += len(data)
 
     # -- filling from relayed responses ---------------------------------------------
 
@@ -478,11 +491,25 @@ def _uid_set(value: object) -> list[tuple[int, int]] | None:
         return None
 
 
-def _messages(mailbox: SelectedMailbox, where: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
-    """(sequence number, UID) of the messages ``where`` names, from a complete map;
-    empty when a sequence number is out of range (the server answers that)."""
+def _messages(
+    mailbox: SelectedMailbox, where: SequenceSet, *, uid: bool
+) -> list[tuple[int, int]] | None:
+    """(sequence number, UID) of the messages ``where`` names; empty when a
+    sequence number is out of range (the server answers that). With the map
+    incomplete, a UID FETCH of listed UIDs the map knows is answered from it;
+    otherwise None: the map must be asked for."""
     uids = mailbox.uids
-    if not uids or where.saved:
+    if where.saved:
+        return []
+    if not mailbox.complete:
+        listed = _listed_uids(where) if uid else None
+        if listed is None:
+            return None
+        seqs = mailbox.seqs_for(listed)
+        if len(seqs) < len(listed):
+            return None
+        return sorted((seq, u) for u, seq in seqs.items())
+    if not uids:
         return []
     out: list[tuple[int, int]] = []
     if uid:

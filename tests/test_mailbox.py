@@ -489,3 +489,15 @@ def test_numbering_counts_changes_of_the_message_numbers() -> None:
     for wire in (b"* 6 EXISTS\r\n", b"* 2 EXPUNGE\r\n", b"* VANISHED 3\r\n"):
         mailbox.apply(response(wire))
     assert mailbox.numbering == 3
+
+
+def test_seqs_for_knows_what_the_map_learned() -> None:
+    mailbox = selected(exists=20)
+    mailbox.track_uids()
+    for seq, uid in ((3, 30), (7, 70), (15, 150)):
+        mailbox.apply(response(b"* %d FETCH (UID %d FLAGS ())\r\n" % (seq, uid)))
+    assert mailbox.seqs_for([70, 30, 99]) == {70: 7, 30: 3}
+    many = list(range(1, 200))
+    assert mailbox.seqs_for(many) == {30: 3, 70: 7, 150: 15}
+    mailbox.apply(response(b"* 4 EXPUNGE\r\n"))
+    assert mailbox.seqs_for([70, 150]) == {70: 6, 150: 14}

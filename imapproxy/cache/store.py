@@ -177,14 +177,7 @@ class PartCache:
         found: dict[CacheKey, bytes] = {}
         missing = wanted
         if self._memory is not None:
-            now = self._clock()
-            missing = []
-            for key in wanted:
-                value = self._memory.get(key, now)
-                if value is None:
-                    missing.append(key)
-                else:
-                    found[key] = value
+            found, missing = self._memory.get_many(wanted, self._clock())
             self.stats.tier_hits["memory"] += len(found)
         promote: list[tuple[CacheKey, Found]] = []
         to_disk: list[tuple[CacheKey, Found]] = []

@@ -139,13 +139,34 @@ class MemoryTier:
 
     def get(self, key: CacheKey, now: float) -> bytes | None:
         """The value of ``key`` unless missing or expired at ``now`` (then dropped)."""
-        entry = self._cache.get(key)
-        if entry is None:
+        try:
+            entry = self._cache[key]  # one lookup (get() looks twice)
+        except KeyError:
             return None
         if entry.expires <= now:
             del self._cache[key]
             return None
         return entry.value
+
+    def get_many(
+        self, keys: list[CacheKey], now: float
+    ) -> tuple[dict[CacheKey, bytes], list[CacheKey]]:
+        """:meth:`get` for several keys: (the values found, the keys missing)."""
+        found: dict[CacheKey, bytes] = {}
+        missing: list[CacheKey] = []
+        lookup = self._cache.__getitem__
+        for key in keys:
+            try:
+                entry = lookup(key)
+            except KeyError:
+                missing.append(key)
+                continue
+            if entry.expires <= now:
+                del self._cache[key]
+                missing.append(key)
+            else:
+                found[key] = entry.value
+        return found, missing
 
     def put(self, key: CacheKey, value: bytes, expires: float) -> bool:
         """Hold ``value`` until ``expires``; False when it is larger than the budget."""
