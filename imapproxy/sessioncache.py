@@ -187,6 +187,7 @@ class SessionCache:
         # A first look: when the cache has nothing for this FETCH, it is relayed at
         # once -- no waiting for the commands in flight (a pipelining client keeps
         # its pipeline) and no map to build (a cold fetch costs no round trip).
+        looked_at = session.mailbox
         early = await self._look(the_plan, policy, args, uid=uid)
         if early is not None and not early[3]:
             return "miss"
@@ -200,7 +201,7 @@ class SessionCache:
         if mailbox is None or fill is None:
             return "miss"
         await self.check_validity(fill)
-        if early is not None and early[0] == mailbox.numbering >= 0:
+        if early is not None and mailbox is looked_at and early[0] == mailbox.numbering >= 0:
             numbering, messages, keys, found = early  # nothing came or went meanwhile
         else:
             known = _messages(mailbox, args.sequence_set, uid=uid)
@@ -230,8 +231,8 @@ class SessionCache:
         self, the_plan: Plan, policy: CachePolicy, args: FetchArgs, *, uid: bool
     ) -> tuple[int, list[tuple[int, int]], list[CacheKey], dict[CacheKey, bytes]] | None:
         """What the cache has for a FETCH by the mailbox as the session knows it
-        now: (numbering, messages, their keys, entries found); None when it cannot say which
-        messages, or there are none. A UID FETCH of listed UIDs the map does not
+        now: (numbering, messages, their keys, entries found); None when it cannot
+        say which messages, or there are none. A UID FETCH of listed UIDs the map does not
         know yet is looked up by UID alone: sequence numbers 0, numbering -1 (the
         messages are to be looked up again)."""
         mailbox = self.session.mailbox
