@@ -62,12 +62,13 @@ python-venv:
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
 
-# Debian's dovecot-imapd, installed when missing. policy-rc.d keeps apt from
-# starting the packaged system service: tests start their own private instance.
-dovecot:
-	@if command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot; then exit 0; fi; \
+# $(call apt-install,COMMAND,PATH,PACKAGE): Debian's PACKAGE, installed when COMMAND
+# is missing (as root; otherwise say how). policy-rc.d keeps apt from starting the
+# packaged system service: tests start private instances of their own.
+define apt-install
+	@if command -v $(1) >/dev/null 2>&1 || test -x $(2); then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
-		echo "dovecot-imapd is missing: run 'sudo apt-get install dovecot-imapd' (or make as root)" >&2; \
+		echo "$(3) is missing: run 'sudo apt-get install $(3)' (or make as root)" >&2; \
 		exit 1; \
 	fi; \
 	created=0; \
@@ -75,28 +76,19 @@ dovecot:
 		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; created=1; \
 	fi; \
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(3) >/dev/null; \
 	status=$$?; \
 	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
 	exit $$status
+endef
 
-# Debian's redis-server, installed when missing, for the Redis tier of the part
-# cache (tests start their own private instance). policy-rc.d as for dovecot.
+# The IMAP server of the tests, the demo and the benchmarks.
+dovecot:
+	$(call apt-install,dovecot,/usr/sbin/dovecot,dovecot-imapd)
+
+# The Redis tier of the part cache, in the tests.
 redis:
-	@if command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server; then exit 0; fi; \
-	if [ "$$(id -u)" != 0 ]; then \
-		echo "redis-server is missing: run 'sudo apt-get install redis-server' (or make as root)" >&2; \
-		exit 1; \
-	fi; \
-	created=0; \
-	if [ ! -e /usr/sbin/policy-rc.d ]; then \
-		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; created=1; \
-	fi; \
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	status=$$?; \
-	if [ $$created = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
-	exit $$status
+	$(call apt-install,redis-server,/usr/bin/redis-server,redis-server)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

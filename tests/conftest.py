@@ -186,6 +186,34 @@ async def start_proxy(
     return RunningProxy(proxy, tls)
 
 
+def private_dovecot(**options: Any) -> Iterator[DovecotServer]:
+    """A Dovecot of a test module's own (``DovecotServer(**options)``), started, its
+    users' passwords watched; for a module-scoped fixture to yield from."""
+    server = DovecotServer(**options)
+    try:
+        server.start()
+    except DovecotNotInstalled as exc:
+        if os.environ.get(SKIP_ENV) == "1":
+            pytest.skip(str(exc))
+        raise
+    watch_users(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def proxy_login(running: RunningProxy, user: User) -> RawImap:
+    """A raw client logged in to ``running`` as ``user`` (greeting read)."""
+    client = await RawImap.connect(
+        "localhost", running.implicit_port, ssl_context=running.ssl_context()
+    )
+    await client.read_line()
+    reply = await client.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
+    assert reply[-1].startswith(b"a OK"), reply
+    return client
+
+
 async def dovecot_commands(
     server: DovecotServer, user: User, *commands: bytes
 ) -> list[list[bytes]]:

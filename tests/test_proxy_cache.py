@@ -7,22 +7,22 @@ server holds is made on a direct connection.
 
 from __future__ import annotations
 
-import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 import trio
-from conftest import SKIP_ENV, RunningProxy, dovecot_commands, start_proxy, watch_users
+from conftest import RunningProxy, dovecot_commands, private_dovecot, proxy_login, start_proxy
 from imap_raw import RawImap
 from imapclient import IMAPClient
 from redis_server import new_redis_server
 
 import imapproxy.logs
-from imapproxy.testing import DovecotNotInstalled, DovecotServer, User
+from imapproxy.testing import DovecotServer, User
 from imapproxy.testing.proxy import ProxyTls, dovecot_upstream
 from imapproxy.wire import Frame, Framer, Response, Role
 from imapproxy.wire.reader import Literal
@@ -84,6 +84,22 @@ def parsed(responses: list[bytes]) -> dict[int, dict[bytes, object]]:
             for item, value in data.items:
                 items[item.key] = value.data if isinstance(value, Literal) else value
     return out
+
+
+@asynccontextmanager
+async def cache_session(
+    dovecot: DovecotServer, user: User, tls: ProxyTls, tmp_path: Path, **options: Any
+) -> AsyncIterator[RawImap]:
+    """A proxy with the cache rule (:func:`cache_proxy`) and a raw client logged in
+    to it as ``user``; LOGOUT and shutdown at the end, everything within 30 s."""
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, tls, tmp_path, **options)
+        with trio.fail_after(30):
+            client = await proxy_login(running, user)
+            yield client
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
 
 
 async def in_thread(fn: Callable[[], Any]) -> Any:
@@ -149,34 +165,24 @@ async def test_every_item_is_the_same_cached_and_uncached(
 async def test_seen_is_set_by_the_server_and_not_in_examine(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
-        with trio.fail_after(30):
-            client = await RawImap.connect(
-                "localhost", running.implicit_port, ssl_context=running.ssl_context()
-            )
-            await client.read_line()
-            await client.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
-            await client.command(b"b", b"SELECT INBOX")
-            unseen = (await client.command(b"c", b"UID SEARCH UNSEEN"))[0].split()[2:]
-            first, second = unseen[0], unseen[1]
-            # Read-write: BODY[TEXT] (no PEEK) from the cache still sets \Seen upstream,
-            # and the client hears of it as from the server.
-            peek = await client.command(b"d", b"UID FETCH " + first + b" (BODY.PEEK[TEXT])")
-            cached = await client.command(b"e", b"UID FETCH " + first + b" (BODY[TEXT])")
-            assert cached[-1] == b"e OK Fetch completed (from the cache)\r\n", cached
-            text = peek[0].split(b"}\r\n", 1)[1]
-            assert any(line.endswith(text) for line in cached)
-            assert any(b"FLAGS (" in line and b"\\Seen" in line for line in cached), cached
-            # Read-only (EXAMINE): served, and nothing changes.
-            await client.command(b"f", b"EXAMINE INBOX")
-            await client.command(b"g", b"UID FETCH " + second + b" (BODY.PEEK[TEXT])")
-            quiet = await client.command(b"h", b"UID FETCH " + second + b" (BODY[TEXT])")
-            assert quiet[-1] == b"h OK Fetch completed (from the cache)\r\n", quiet
-            assert not any(b"\\Seen" in line for line in quiet)
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with cache_session(dovecot, mail_user, proxy_tls, tmp_path) as client:
+        await client.command(b"b", b"SELECT INBOX")
+        unseen = (await client.command(b"c", b"UID SEARCH UNSEEN"))[0].split()[2:]
+        first, second = unseen[0], unseen[1]
+        # Read-write: BODY[TEXT] (no PEEK) from the cache still sets \Seen upstream,
+        # and the client hears of it as from the server.
+        peek = await client.command(b"d", b"UID FETCH " + first + b" (BODY.PEEK[TEXT])")
+        cached = await client.command(b"e", b"UID FETCH " + first + b" (BODY[TEXT])")
+        assert cached[-1] == b"e OK Fetch completed (from the cache)\r\n", cached
+        text = peek[0].split(b"}\r\n", 1)[1]
+        assert any(line.endswith(text) for line in cached)
+        assert any(b"FLAGS (" in line and b"\\Seen" in line for line in cached), cached
+        # Read-only (EXAMINE): served, and nothing changes.
+        await client.command(b"f", b"EXAMINE INBOX")
+        await client.command(b"g", b"UID FETCH " + second + b" (BODY.PEEK[TEXT])")
+        quiet = await client.command(b"h", b"UID FETCH " + second + b" (BODY[TEXT])")
+        assert quiet[-1] == b"h OK Fetch completed (from the cache)\r\n", quiet
+        assert not any(b"\\Seen" in line for line in quiet)
     with trio.fail_after(30):
         _, flags = await dovecot_commands(
             dovecot,
@@ -206,11 +212,7 @@ async def test_a_user_never_gets_another_users_part(
         running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
         with trio.fail_after(30):
             for user in (alice, bob, alice, bob):
-                client = await RawImap.connect(
-                    "localhost", running.implicit_port, ssl_context=running.ssl_context()
-                )
-                await client.read_line()
-                await client.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
+                client = await proxy_login(running, user)
                 await client.command(b"b", b"EXAMINE Private")
                 got = await client.command(b"c", b"UID FETCH 1 (BODY.PEEK[])")
                 assert got[0].endswith(messages[user.name] + b")\r\n"), (user.name, got)
@@ -222,63 +224,43 @@ async def test_a_user_never_gets_another_users_part(
 async def test_sequence_numbers_follow_an_expunge_by_another_session(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
-        with trio.fail_after(30):
-            client = await RawImap.connect(
-                "localhost", running.implicit_port, ssl_context=running.ssl_context()
-            )
-            await client.read_line()
-            await client.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
-            await client.command(b"b", b"SELECT INBOX")
-            for tag in (b"c1", b"c2"):  # fill, then from the cache
-                before = await client.command(tag, b"FETCH 2:3 (UID ENVELOPE)")
-            assert before[-1] == b"c2 OK Fetch completed (from the cache)\r\n"
-            # Another session expunges message 2; this one hears of it at its NOOP.
-            await dovecot_commands(
-                dovecot,
-                mail_user,
-                b"SELECT INBOX",
-                b"STORE 2 +FLAGS.SILENT (\\Deleted)",
-                b"EXPUNGE",
-            )
-            noop = await client.command(b"d", b"NOOP")
-            assert b"* 2 EXPUNGE\r\n" in noop
-            after = await client.command(b"e", b"FETCH 2 (UID ENVELOPE)")
-            # Message 2 is now the former message 3: its UID and envelope.
-            assert after[0].replace(b"* 2 ", b"* 3 ", 1) == before[1], (after, before)
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with cache_session(dovecot, mail_user, proxy_tls, tmp_path) as client:
+        await client.command(b"b", b"SELECT INBOX")
+        for tag in (b"c1", b"c2"):  # fill, then from the cache
+            before = await client.command(tag, b"FETCH 2:3 (UID ENVELOPE)")
+        assert before[-1] == b"c2 OK Fetch completed (from the cache)\r\n"
+        # Another session expunges message 2; this one hears of it at its NOOP.
+        await dovecot_commands(
+            dovecot,
+            mail_user,
+            b"SELECT INBOX",
+            b"STORE 2 +FLAGS.SILENT (\\Deleted)",
+            b"EXPUNGE",
+        )
+        noop = await client.command(b"d", b"NOOP")
+        assert b"* 2 EXPUNGE\r\n" in noop
+        after = await client.command(b"e", b"FETCH 2 (UID ENVELOPE)")
+        # Message 2 is now the former message 3: its UID and envelope.
+        assert after[0].replace(b"* 2 ", b"* 3 ", 1) == before[1], (after, before)
 
 
 async def test_a_new_uidvalidity_is_never_served_old_data(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
-        with trio.fail_after(30):
-            client = await RawImap.connect(
-                "localhost", running.implicit_port, ssl_context=running.ssl_context()
-            )
+    async with cache_session(dovecot, mail_user, proxy_tls, tmp_path) as client:
+        for round_, text in enumerate((b"the first", b"the second")):
+            body = b"Subject: x\r\n\r\n" + text + b"\r\n"
+            await client.command(b"b", b"CREATE Again")
+            await client.send(b"c APPEND Again {%d}\r\n" % len(body))
             await client.read_line()
-            await client.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
-            for round_, text in enumerate((b"the first", b"the second")):
-                body = b"Subject: x\r\n\r\n" + text + b"\r\n"
-                await client.command(b"b", b"CREATE Again")
-                await client.send(b"c APPEND Again {%d}\r\n" % len(body))
-                await client.read_line()
-                await client.send(body + b"\r\n")
-                await client.read_until_tagged(b"c")
-                await client.command(b"d", b"SELECT Again")
-                for tag in (b"e1", b"e2"):
-                    got = await client.command(tag, b"UID FETCH 1 (BODY.PEEK[TEXT])")
-                    assert text in got[0], (round_, got)
-                await client.command(b"f", b"CLOSE")
-                await client.command(b"g", b"DELETE Again")  # the next one: a new UIDVALIDITY
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+            await client.send(body + b"\r\n")
+            await client.read_until_tagged(b"c")
+            await client.command(b"d", b"SELECT Again")
+            for tag in (b"e1", b"e2"):
+                got = await client.command(tag, b"UID FETCH 1 (BODY.PEEK[TEXT])")
+                assert text in got[0], (round_, got)
+            await client.command(b"f", b"CLOSE")
+            await client.command(b"g", b"DELETE Again")  # the next one: a new UIDVALIDITY
 
 
 @pytest.mark.parametrize("form", [b"UID FETCH", b"FETCH"])
@@ -289,23 +271,13 @@ async def test_flags_come_from_the_server(
     tmp_path: Path,
     form: bytes,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
-        with trio.fail_after(30):
-            client = await RawImap.connect(
-                "localhost", running.implicit_port, ssl_context=running.ssl_context()
-            )
-            await client.read_line()
-            await client.command(b"a", f'LOGIN "{mail_user.name}" "{mail_user.password}"'.encode())
-            await client.command(b"b", b"SELECT INBOX")
-            await client.command(b"c", form + b" 4 (FLAGS RFC822.SIZE)")
-            await client.command(b"d", b"STORE 4 +FLAGS.SILENT (\\Flagged)")
-            served = await client.command(b"e", form + b" 4 (FLAGS RFC822.SIZE)")
-            assert served[-1] == b"e OK Fetch completed (from the cache)\r\n"
-            assert any(b"\\Flagged" in line for line in served), served
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with cache_session(dovecot, mail_user, proxy_tls, tmp_path) as client:
+        await client.command(b"b", b"SELECT INBOX")
+        await client.command(b"c", form + b" 4 (FLAGS RFC822.SIZE)")
+        await client.command(b"d", b"STORE 4 +FLAGS.SILENT (\\Flagged)")
+        served = await client.command(b"e", form + b" 4 (FLAGS RFC822.SIZE)")
+        assert served[-1] == b"e OK Fetch completed (from the cache)\r\n"
+        assert any(b"\\Flagged" in line for line in served), served
 
 
 async def test_the_disk_tier_survives_a_restart_and_audit_lines_say_hit(
@@ -325,12 +297,7 @@ async def test_the_disk_tier_survives_a_restart_and_audit_lines_say_hit(
         async with trio.open_nursery() as nursery:
             running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path / run, cache=settings)
             with structlog.testing.capture_logs() as logs, trio.fail_after(30):
-                client = await RawImap.connect(
-                    "localhost", running.implicit_port, ssl_context=running.ssl_context()
-                )
-                await client.read_line()
-                login = f'LOGIN "{shared_user.name}" "{shared_user.password}"'
-                await client.command(b"a", login.encode())
+                client = await proxy_login(running, shared_user)
                 await client.command(b"b", b"EXAMINE INBOX")
                 answers.append(await client.command(b"c", fetch))
                 await client.command(b"z", b"LOGOUT")
@@ -391,40 +358,19 @@ async def test_what_the_cache_lacks_is_asked_in_one_command_and_merged(
 @pytest.fixture(scope="module")
 def old_dovecot() -> Iterator[DovecotServer]:
     """A Dovecot that announces no ESEARCH (like older servers)."""
-    server = DovecotServer(imap_capability="IMAP4rev1 LITERAL+ IDLE UIDPLUS NAMESPACE")
-    try:
-        server.start()
-    except DovecotNotInstalled as exc:
-        if os.environ.get(SKIP_ENV) == "1":
-            pytest.skip(str(exc))
-        raise
-    watch_users(server)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from private_dovecot(imap_capability="IMAP4rev1 LITERAL+ IDLE UIDPLUS NAMESPACE")
 
 
 async def test_without_esearch_the_map_comes_from_a_plain_search(
     old_dovecot: DovecotServer, proxy_tls: ProxyTls, tmp_path: Path
 ) -> None:
     user = old_dovecot.add_user()
-    async with trio.open_nursery() as nursery:
-        running = await cache_proxy(nursery, old_dovecot, proxy_tls, tmp_path)
-        with trio.fail_after(30):
-            client = await RawImap.connect(
-                "localhost", running.implicit_port, ssl_context=running.ssl_context()
-            )
-            await client.read_line()
-            await client.command(b"a", f'LOGIN "{user.name}" "{user.password}"'.encode())
-            await client.command(b"b", b"EXAMINE INBOX")
-            first = await client.command(b"c", b"FETCH 7:9 (ENVELOPE)")
-            again = await client.command(b"d", b"FETCH 7:9 (ENVELOPE)")
-            assert again[-1] == b"d OK Fetch completed (from the cache)\r\n"
-            assert again[:-1] == first[:-1]
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with cache_session(old_dovecot, user, proxy_tls, tmp_path) as client:
+        await client.command(b"b", b"EXAMINE INBOX")
+        first = await client.command(b"c", b"FETCH 7:9 (ENVELOPE)")
+        again = await client.command(b"d", b"FETCH 7:9 (ENVELOPE)")
+        assert again[-1] == b"d OK Fetch completed (from the cache)\r\n"
+        assert again[:-1] == first[:-1]
 
 
 async def test_the_example_rules_as_written(
@@ -433,23 +379,12 @@ async def test_the_example_rules_as_written(
     # cache = true: stored the second time an item is fetched, served the third;
     # Drafts never.
     example = (Path(__file__).parent.parent / "rules" / "80-cache-for-offices.toml").read_text()
-    async with trio.open_nursery() as nursery:
-        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path, rule=example)
-        with trio.fail_after(30):
-            client = await RawImap.connect(
-                "localhost", running.implicit_port, ssl_context=running.ssl_context()
-            )
-            await client.read_line()
-            login = f'LOGIN "{shared_user.name}" "{shared_user.password}"'
-            await client.command(b"a", login.encode())
-            for mailbox, answers in ((b"INBOX", (False, False, True)), (b"Drafts", (False,) * 3)):
-                await client.command(b"b", b"EXAMINE " + mailbox)
-                for cached in answers:
-                    done = (await client.command(b"c", b"UID FETCH 1:2 (BODY.PEEK[1])"))[-1]
-                    assert done.endswith(b"(from the cache)\r\n") == cached, (mailbox, done)
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with cache_session(dovecot, shared_user, proxy_tls, tmp_path, rule=example) as client:
+        for mailbox, answers in ((b"INBOX", (False, False, True)), (b"Drafts", (False,) * 3)):
+            await client.command(b"b", b"EXAMINE " + mailbox)
+            for cached in answers:
+                done = (await client.command(b"c", b"UID FETCH 1:2 (BODY.PEEK[1])"))[-1]
+                assert done.endswith(b"(from the cache)\r\n") == cached, (mailbox, done)
 
 
 async def test_a_redis_that_stops_is_a_miss_not_an_error(
@@ -471,12 +406,7 @@ async def test_a_redis_that_stops_is_a_miss_not_an_error(
         async with trio.open_nursery() as nursery:
             running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path, cache=settings)
             with trio.fail_after(30):
-                client = await RawImap.connect(
-                    "localhost", running.implicit_port, ssl_context=running.ssl_context()
-                )
-                await client.read_line()
-                login = f'LOGIN "{shared_user.name}" "{shared_user.password}"'
-                await client.command(b"a", login.encode())
+                client = await proxy_login(running, shared_user)
                 await client.command(b"b", b"EXAMINE INBOX")
                 first = await client.command(b"c", fetch)
                 second = await client.command(b"d", fetch)

@@ -8,7 +8,6 @@ connection to it.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +15,12 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import SKIP_ENV, dovecot_commands, start_proxy, watch_users
+from conftest import dovecot_commands, private_dovecot, start_proxy
 from imap_raw import RawImap
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from imapproxy.testing import DovecotServer, User
-from imapproxy.testing.dovecot import DovecotNotInstalled
 from imapproxy.testing.proxy import ProxyTls, dovecot_upstream
 
 EXAMPLE = Path(__file__).parent.parent / "rules" / "50-rename-for-legacy-server.toml"
@@ -46,18 +44,7 @@ MESSAGE = (
 @pytest.fixture(scope="module")
 def legacy() -> Iterator[DovecotServer]:
     """A Dovecot with "." as its hierarchy separator."""
-    server = DovecotServer(separator=".")
-    try:
-        server.start()
-    except DovecotNotInstalled as exc:
-        if os.environ.get(SKIP_ENV) == "1":
-            pytest.skip(str(exc))
-        raise
-    watch_users(server)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from private_dovecot(separator=".")
 
 
 @pytest.fixture
