@@ -737,6 +737,30 @@ class Timeouts(Section):
         return idle
 
 
+class Multiplex(Section):
+    """``[multiplex]``: reuse of logged-in upstream connections (docs/multiplex.md).
+
+    With ``enabled``, a client's upstream connection is kept when it logs out (in a
+    clean state) and given to the next login of the same user on the same upstream
+    whose password matches the one the upstream last accepted on it."""
+
+    enabled: StrictBool = False
+    """Keep and reuse logged-in upstream connections."""
+    max_sessions_per_connection: Annotated[int, Field(strict=True, ge=1, le=1)] = 1
+    """Client sessions one upstream connection serves at a time (1: reuse only, no
+    concurrent sharing yet)."""
+    max_connections_per_user: Count = 2
+    """Idle logged-in connections kept per user (and upstream)."""
+    max_connections: Count = 100
+    """Idle logged-in connections kept in all."""
+    idle_expiry: Duration = 60.0
+    """How long an idle connection is kept for the next login."""
+    reuse_max_age: Duration = 300.0
+    """How long after the upstream checked a password a connection logged in with it
+    is reused; past that the next login goes to the upstream again, so a changed or
+    locked password stops working."""
+
+
 class Logging(Section):
     """``[logging]``: structured logs (see :mod:`imapproxy.logs`)."""
 
@@ -936,6 +960,7 @@ class Config(Section):
     logging: Logging = Field(default_factory=Logging)
     rules: Rules = Field(default_factory=Rules)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    multiplex: Multiplex = Field(default_factory=Multiplex)
 
     _source: Path = PrivateAttr(default=Path("<string>"))
 

@@ -31,6 +31,7 @@ from imapproxy.capabilities import ClientCapabilities
 from imapproxy.config import Config, ConfigError, Listener, load_config
 from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle, RateLimiter
 from imapproxy.logs import get_logger
+from imapproxy.pool import Pooled, UpstreamPool
 from imapproxy.router import Router
 from imapproxy.rules import RuleSet, load_configured_rules
 from imapproxy.session import ClientSession
@@ -93,10 +94,13 @@ class Proxy:
         self.cache_validity: LRUCache[tuple[str, str, str], int] = LRUCache(maxsize=100_000)
         #: Tasks that outlive a session (storing cache entries); set while serving.
         self.background: trio.Nursery | None = None
+        #: Idle logged-in upstream connections for reuse (docs/multiplex.md).
+        self.pool = UpstreamPool(config.multiplex) if config.multiplex.enabled else None
         self.sessions: set[ClientSession] = set()
         self.listening: list[BoundListener] = []
         self._refusals: trio.Semaphore | None = None
         self._all_gone: trio.Event | None = None
+        self._quiet: trio.Event | None = None
         self._listeners: trio.CancelScope | None = None
 
     def __repr__(self) -> str:
@@ -113,17 +117,37 @@ class Proxy:
         self._refusals = trio.Semaphore(_REFUSAL_HANDSHAKES)
         async with trio.open_nursery() as background:
             self.background = background
-            counters = trio.CancelScope()
+            periodic = [trio.CancelScope(), trio.CancelScope()]
             if self.cache is not None:
-                background.start_soon(self._cache_counters, counters)
+                background.start_soon(self._cache_counters, periodic[0])
+            if self.pool is not None:
+                background.start_soon(self._sweep_pool, periodic[1])
             await self._serve(handle_signals, task_status)
-            counters.cancel()
+            for scope in periodic:
+                scope.cancel()
+            if self.pool is not None:
+                self.close_pooled(self.pool.drain())
             # Work sessions left behind (entries being stored): a short grace.
             background.cancel_scope.deadline = trio.current_time() + _BACKGROUND_GRACE
         self.background = None
         if self.cache is not None:
             log.info("cache counters", **self.cache.stats.snapshot())
             await self.cache.aclose()
+
+    def close_pooled(self, entries: list[Pooled]) -> None:
+        """Log out pooled connections that may not be reused, in the background."""
+        for entry in entries:
+            if self.background is not None:
+                self.background.start_soon(entry.conn.logout)
+
+    async def _sweep_pool(self, scope: trio.CancelScope) -> None:
+        """Log out the pooled connections idle too long (or logged in too long ago)."""
+        assert self.pool is not None
+        every = max(1.0, min(self.config.multiplex.idle_expiry, 30.0) / 2)
+        with scope:
+            while True:
+                await trio.sleep(every)
+                self.close_pooled(self.pool.sweep(trio.current_time()))
 
     async def _cache_counters(self, scope: trio.CancelScope) -> None:
         """The cache's counters in the log every few minutes (when they moved)."""
@@ -190,6 +214,13 @@ class Proxy:
         log.info("rules reloaded", rules=len(rules) if rules is not None else 0)
         return True
 
+    async def wait_quiet(self) -> None:
+        """Wait until no session is left (every one ended, its upstream connection
+        logged out or pooled)."""
+        while self.sessions:
+            self._quiet = trio.Event()
+            await self._quiet.wait()
+
     def shutdown(self) -> None:
         """Stop accepting connections and drain the sessions (what SIGTERM does)."""
         if self._listeners is not None:
@@ -223,8 +254,11 @@ class Proxy:
             finally:
                 self.sessions.discard(session)
                 self.limiter.release(ip)
-                if not self.sessions and self._all_gone is not None:
-                    self._all_gone.set()
+                if not self.sessions:
+                    if self._all_gone is not None:
+                        self._all_gone.set()
+                    if self._quiet is not None:
+                        self._quiet.set()
 
         return handle
 

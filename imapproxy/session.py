@@ -56,6 +56,7 @@ from imapproxy.audit import CommandAudit, describe_args, mailbox_text
 from imapproxy.logs import bind_context, bound_context, bound_logger, enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
 from imapproxy.naming import RENAMED_RESPONSES, Names, Untranslatable
+from imapproxy.pool import Pooled, PoolKey
 from imapproxy.router import normalise_user
 from imapproxy.rules import (
     READONLY_DENY,
@@ -97,6 +98,7 @@ from imapproxy.wire.commands import (
     IdArgs,
     ListArgs,
     LoginArgs,
+    NoArgs,
     RenameArgs,
     SelectArgs,
 )
@@ -112,7 +114,7 @@ from imapproxy.wire.responses import (
 from imapproxy.wire.values import Mailbox, Secret
 
 if TYPE_CHECKING:
-    from imapproxy.config import Listener
+    from imapproxy.config import Listener, Upstream
     from imapproxy.server import Proxy
 
 __all__ = ["ClientSession", "State"]
@@ -191,6 +193,21 @@ _ID_FORWARDED = frozenset(
 #: RFC 2971 limits: 30 pairs, values of 1024 octets.
 _ID_MAX_PAIRS = 30
 _ID_MAX_VALUE = 1024
+#: Commands that leave no state on the upstream connection beyond the selected
+#: mailbox (which UNSELECT clears) -- unless they enable CONDSTORE implicitly
+#: (:data:`_STATEFUL_WORDS`). Others keep the connection out of the pool.
+_STATELESS = frozenset(
+    {
+        "NOOP", "CHECK", "IDLE", "SELECT", "EXAMINE", "CLOSE", "UNSELECT", "CREATE",
+        "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB", "STATUS",
+        "APPEND", "NAMESPACE", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
+        "SORT", "THREAD", "GETQUOTAROOT", "GETQUOTA", "UID SEARCH", "UID FETCH",
+        "UID STORE", "UID COPY", "UID MOVE", "UID EXPUNGE", "UID SORT", "UID THREAD",
+    }
+)  # fmt: skip
+#: What enables CONDSTORE for the rest of the connection (RFC 7162 section 3.1),
+#: or SEARCHRES's saved result: a command that mentions one is stateful.
+_STATEFUL_WORDS = re.compile(rb"(?i)MODSEQ|CONDSTORE|CHANGEDSINCE|QRESYNC|(?<![\w$])\$(?![\w$])")
 #: Decisions a session keeps (by command name, mailboxes and APPEND size).
 _MAX_DECISIONS = 256
 #: The longest user name accepted (the failed-login table is keyed on it).
@@ -254,6 +271,10 @@ class ClientSession:
         self.state = State.NOT_AUTHENTICATED
         self.tls = False
         self.user: str | None = None
+        #: For the pool: (key, digest of the credentials, when the upstream checked
+        #: them); and whether the connection got per-connection state.
+        self._pool_entry: tuple[PoolKey, bytes, float] | None = None
+        self._stateful = False
         #: The part cache's side of this session (None: no cache configured).
         self.cache_side = SessionCache(self, proxy.cache) if proxy.cache is not None else None
         #: Whose mailboxes these are: the SASL authorization identity when the
@@ -451,7 +472,7 @@ class ClientSession:
             if upstream is not None:  # closed too: a lost connection still has its socket
                 if self._cmd is not None or upstream.in_flight:
                     await upstream.aclose()  # mid-command: never complete it
-                else:
+                elif not await self._to_pool(upstream):
                     await upstream.logout()
             log.info(
                 "connection closed",
@@ -462,6 +483,53 @@ class ClientSession:
                 bytes_in=self.bytes_in,
                 bytes_out=self.bytes_out,
             )
+
+    async def _to_pool(self, upstream: UpstreamConnection) -> bool:
+        """Keep the upstream connection for the next login of this user
+        (docs/multiplex.md) when it is known to be clean: nothing in flight,
+        never given per-connection state (ENABLE, CONDSTORE, NOTIFY, an unknown
+        command), no mailbox selected (UNSELECT, never CLOSE: it would expunge),
+        and a NOOP of its own answered OK. False: log it out instead."""
+        pool = self.proxy.pool
+        entry = self._pool_entry
+        if (
+            pool is None
+            or entry is None
+            or self._stateful
+            or self._idle is not None
+            or self._draining
+            or upstream.closed
+            or self._close_reason.startswith("upstream")
+        ):
+            return False
+        caps = {cap.upper() for cap in upstream.capabilities}
+        try:
+            with trio.move_on_after(2.0) as scope:
+                if self.mailbox is not None or self._selecting:
+                    if not caps & {"UNSELECT", "IMAP4REV2"}:
+                        return False
+                    done, untagged = await upstream.simple_command("UNSELECT", NoArgs())
+                    if done.name != "OK" or any(r.name == "BYE" for r in untagged):
+                        return False
+                done, untagged = await upstream.simple_command("NOOP", NoArgs())
+                if done.name != "OK" or any(r.name == "BYE" for r in untagged):
+                    return False
+        except (UpstreamError, LocalProtocolError):
+            return False
+        if scope.cancelled_caught:
+            return False
+        key, digest, verified_at = entry
+        out = pool.give(key, Pooled(upstream, digest, verified_at), trio.current_time())
+        self.proxy.close_pooled(out)
+        log.info("upstream connection kept", upstream=upstream.config.name)
+        return True
+
+    def _taint(self, command: Command) -> None:
+        """Note a command that leaves per-connection state upstream (the connection
+        is then not given to another login)."""
+        if command.name in _STATELESS and _STATEFUL_WORDS.search(command.frame.raw) is None:
+            return
+        self._stateful = True
 
     def shutdown(self) -> None:
         """Server shutdown: end now if idle, else once the commands in flight are done."""
@@ -756,6 +824,43 @@ class ClientSession:
             await trio.sleep(self._login_delay(key, limits, failed=True))
             self.tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
             return
+        pooled = self._from_pool(upstream_cfg, credentials)
+        if pooled is not None:
+            conn, verified_at = pooled.conn, pooled.verified_at
+        else:
+            fresh = await self._fresh_login(tag, credentials, key, limits, upstream_cfg)
+            if fresh is None:
+                return
+            conn, verified_at = fresh, trio.current_time()
+        if proxy.pool is not None:
+            self._pool_entry = (
+                proxy.pool.key(upstream_cfg, credentials, ip),
+                proxy.pool.digest(upstream_cfg.name, credentials),
+                verified_at,
+            )
+        proxy.throttle.succeeded(key, ip)
+        self.upstream = conn
+        self.user = credentials.user
+        self.identity = credentials.authzid or credentials.user
+        self.state = State.AUTHENTICATED
+        bind_context(user=self.user, upstream=upstream_cfg.name)
+        if credentials.authzid and credentials.authzid != credentials.user:
+            bind_context(authzid=credentials.authzid)
+        log.info("login", mechanism=credentials.mechanism, **_prefixed("upstream_", conn.tls))
+        caps = " ".join(self._capabilities()).encode()
+        self.write(tag + b" OK [CAPABILITY " + caps + b"] Logged in\r\n")
+
+    async def _fresh_login(
+        self,
+        tag: bytes,
+        credentials: Credentials,
+        key: str,
+        limits: Limits | None,
+        upstream_cfg: Upstream,
+    ) -> UpstreamConnection | None:
+        """Connect and log in upstream with the client's credentials; None when
+        that failed (the client has its answer)."""
+        proxy = self.proxy
         try:
             conn = await UpstreamConnection.open(
                 upstream_cfg, proxy.upstream_ssl[upstream_cfg.name], proxy.config.timeouts
@@ -763,7 +868,7 @@ class ClientSession:
         except UpstreamError as exc:
             log.warning("upstream error", upstream=upstream_cfg.name, error=str(exc))
             self.tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
-            return
+            return None
         try:
             identified = await conn.identify(self._id_params(upstream_cfg.trusted))
             if upstream_cfg.trusted and identified is None:
@@ -780,14 +885,14 @@ class ClientSession:
             await conn.aclose()
             log.warning("upstream error", upstream=upstream_cfg.name, error=str(exc))
             self.tagged(tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE")
-            return
+            return None
         except LocalProtocolError:
             # Credentials the upstream's LOGIN cannot carry (a NUL octet).
             await conn.aclose()
             log.info("login failed", user=credentials.user, reason="credentials not sendable")
             await trio.sleep(self._login_delay(key, limits, failed=True))
             self.tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
-            return
+            return None
         except BaseException:
             await conn.aclose()
             raise
@@ -799,18 +904,21 @@ class ClientSession:
             await trio.sleep(self._login_delay(key, limits, failed=True))
             status = result.name if result.name in ("NO", "BAD") else "NO"
             self.write(self._status_line(tag, status, result))
-            return
-        proxy.throttle.succeeded(key, ip)
-        self.upstream = conn
-        self.user = credentials.user
-        self.identity = credentials.authzid or credentials.user
-        self.state = State.AUTHENTICATED
-        bind_context(user=self.user, upstream=upstream_cfg.name)
-        if credentials.authzid and credentials.authzid != credentials.user:
-            bind_context(authzid=credentials.authzid)
-        log.info("login", mechanism=credentials.mechanism, **_prefixed("upstream_", conn.tls))
-        caps = " ".join(self._capabilities()).encode()
-        self.write(tag + b" OK [CAPABILITY " + caps + b"] Logged in\r\n")
+            return None
+        return conn
+
+    def _from_pool(self, upstream_cfg: Upstream, credentials: Credentials) -> Pooled | None:
+        """A pooled connection this login may take (docs/multiplex.md), if any."""
+        pool = self.proxy.pool
+        if pool is None:
+            return None
+        key = pool.key(upstream_cfg, credentials, self.peer[0])
+        digest = pool.digest(upstream_cfg.name, credentials)
+        pooled, stale = pool.take(key, digest, trio.current_time())
+        self.proxy.close_pooled(stale)
+        if pooled is not None:
+            log.info("upstream connection reused", upstream=upstream_cfg.name)
+        return pooled
 
     def _id_params(self, trusted: bool) -> list[tuple[bytes, bytes | None]]:
         """The ID fields for the upstream: the proxy's own first (for a trusted
@@ -1212,6 +1320,8 @@ class ClientSession:
             wait = self.proxy.command_rate.take(key, rate, trio.current_time())
             if wait:
                 await trio.sleep(wait)
+        if self.proxy.pool is not None:
+            self._taint(command)
         cache = self._fetch_cache(command, decision)
         partial: Partial | None = None
         if cache is not None and isinstance(args, FetchArgs):

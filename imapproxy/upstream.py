@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import select
 import ssl
 from collections import deque
 from collections.abc import Iterable
@@ -679,6 +680,23 @@ class UpstreamConnection:
             pass
         finally:
             await self.aclose()
+
+    def quiet(self) -> bool:
+        """Whether an idle connection has nothing to read: no BYE, no end of the
+        connection, no data buffered (checked without reading; for the pool)."""
+        if self.closed:
+            return False
+        sock = getattr(self._stream, "socket", None)
+        if sock is None or not hasattr(select, "POLLRDHUP"):
+            return True  # cannot tell
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return False
+        try:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN | select.POLLRDHUP)
+            return not poller.poll(0)
+        except (OSError, ValueError):
+            return False
 
     async def aclose(self) -> None:
         self.closed = True

@@ -795,7 +795,7 @@ def test_unknown_keys_are_refused_with_the_known_ones() -> None:
         "cache.size: unknown key; expected one of: memory_bytes, disk_dir, disk_bytes, "
         "redis_url, redis_password_file, redis_timeout, key_file, ttl",
         "source: unknown key; expected one of: "
-        "listener, tls, upstream, routes, limits, timeouts, logging, rules, cache",
+        "listener, tls, upstream, routes, limits, timeouts, logging, rules, cache, multiplex",
     ]
 
 
@@ -944,6 +944,7 @@ def test_summary_of_a_minimal_config() -> None:
         "logging",
         "rules",
         "cache",
+        "multiplex",
     }
 
 

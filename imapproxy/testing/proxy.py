@@ -104,6 +104,7 @@ def proxy_config(
     routes: dict[str, object] | None = None,
     rules: dict[str, object] | None = None,
     cache: dict[str, object] | None = None,
+    multiplex: dict[str, object] | None = None,
     host: str = "127.0.0.1",
     ports: dict[str, int] | None = None,
 ) -> Config:
@@ -129,6 +130,7 @@ def proxy_config(
         ("routes", routes),
         ("rules", rules),
         ("cache", cache),
+        ("multiplex", multiplex),
     ):
         if values:
             lines.append(f"[{section}]")
