@@ -121,6 +121,13 @@ class SelectedMailbox:
             return
         largest = max(self.uids, default=0)
         keep = [uid for uid in self.uids if uid == 0 or not uids.contains(uid, largest)]
+        if 0 in self.uids and _hits_a_gap(self.uids, uids.bounds(max(largest, 1))):
+            # A vanished UID may be one of the slots whose UID the map does not
+            # know (UIDs ascend, so only those between the known neighbours), and
+            # which one cannot be told: the map is given up (asked again if needed).
+            self.uids = None
+            self._vanished(uids)  # the count, as without a map
+            return
         self.exists = len(keep)
         self.uids = keep
 
@@ -211,3 +218,23 @@ class SelectedMailbox:
     def complete(self) -> bool:
         """True when the map is tracked and every UID in it is known."""
         return self.uids is not None and len(self.uids) == self.exists and 0 not in self.uids
+
+
+def _hits_a_gap(uids: list[int], vanished: list[tuple[int, int]]) -> bool:
+    """Whether a vanished range overlaps the UIDs a run of unknown slots (0) may
+    have: strictly between the known UIDs around the run."""
+    previous = 0
+    index = 0
+    while index < len(uids):
+        if uids[index]:
+            previous = uids[index]
+            index += 1
+            continue
+        end = index
+        while end < len(uids) and not uids[end]:
+            end += 1
+        following = uids[end] if end < len(uids) else 2**32
+        if any(low < following and high > previous for low, high in vanished):
+            return True
+        index = end
+    return False

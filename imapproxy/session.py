@@ -1350,7 +1350,8 @@ class ClientSession:
             if partial is not None:
                 request.merge = partial.merge
             if request.note is not None and request.fill is not None:
-                request.note.extra["cache"] = "partial" if partial is not None else "miss"
+                merged = partial is not None and bool(partial.merge.add)
+                request.note.extra["cache"] = "partial" if merged else "miss"
         examine = decision is not None and decision.examine_instead and name == "SELECT"
         if name in ("CLOSE", "UNSELECT"):
             self._unselecting.add(request)
@@ -1360,7 +1361,7 @@ class ClientSession:
             self._selecting[request] = SelectedMailbox(args.mailbox, readonly=readonly)
         forward = _Forward(command, request, examine=examine, args=upstream_args)
         if partial is not None:  # the server is asked only what the cache lacks
-            forward.args, forward.name = partial.args, "UID FETCH"
+            forward.args, forward.name = partial.args, partial.name
         if names is not None and isinstance(client_args, ListArgs):
             request.listing = names.listing(client_args)
         forward.head = head
@@ -1513,6 +1514,16 @@ class ClientSession:
             if any(rewrite.hidden(canonical(name, separator)) for name in descendants):
                 return replace(decision, verdict="deny", deny=_CANNOT_RENAME)
         return decision
+
+    def rule_user(self) -> str:
+        """The user whose mailboxes these are, normalised as the rules see it."""
+        user = self.identity or ""
+        return normalise_user(user) if self.proxy.config.rules.user_case == "lower" else user
+
+    def relay_untagged(self, response: Response) -> None:
+        """An untagged response for the client as if the upstream reader had just
+        relayed it (for responses a command of the proxy's own collected)."""
+        self._untagged(response)
 
     def selected_name(self) -> str:
         """The selected mailbox's name as text (decoded once per selection)."""

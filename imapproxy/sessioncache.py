@@ -25,8 +25,9 @@ entries when it sees one.
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import trio
@@ -42,16 +43,15 @@ from imapproxy.fetchcache import (
     stored_form,
 )
 from imapproxy.logs import get_logger
-from imapproxy.router import normalise_user
 from imapproxy.rules import CachePolicy
-from imapproxy.upstream import UpstreamError
+from imapproxy.upstream import Request, UpstreamError
 from imapproxy.wire import Response, SequenceSet
-from imapproxy.wire.commands import FetchArgs, SearchArgs, StoreArgs
+from imapproxy.wire.commands import CommandArgs, FetchArgs, NoArgs, SearchArgs, StoreArgs
 from imapproxy.wire.framing import FramePart, LiteralChunk
 from imapproxy.wire.reader import Atom, ParseError
-from imapproxy.wire.responses import EsearchData, FetchData, SearchData
+from imapproxy.wire.responses import EsearchData, FetchData, NamespaceData, SearchData
 from imapproxy.wire.search import SearchKey
-from imapproxy.wire.values import FetchItem
+from imapproxy.wire.values import FetchItem, Mailbox
 
 if TYPE_CHECKING:
     from imapproxy.mailbox import SelectedMailbox
@@ -64,6 +64,7 @@ log = get_logger("imapproxy.cache")
 #: How much of a streamed response is collected to be stored, past the policy's
 #: largest entry (the response's other items and framing).
 _CAPTURE_SLACK = 64 * 1024
+SEEN = b"\\Seen"
 #: The largest mailbox whose UIDs are asked with a plain ``UID SEARCH ALL`` (one
 #: response line of them all) when the server has no ESEARCH.
 _PLAIN_SEARCH_MAX = 100_000
@@ -90,6 +91,8 @@ class Partial:
 
     args: FetchArgs
     merge: Merge
+    #: The command sent: UID FETCH, or FETCH for a client's FETCH.
+    name: str = "UID FETCH"
 
 
 @dataclass(slots=True)
@@ -120,6 +123,9 @@ class SessionCache:
         #: Octets of responses written from the cache (for the audit line).
         self.served = 0
         self._stored = trio.Event()
+        #: Prefixes of the server's other-users and shared namespaces (None: not
+        #: asked yet).
+        self._shared_prefixes: tuple[str, ...] | None = None
 
     # -- keys ---------------------------------------------------------------------
 
@@ -129,14 +135,16 @@ class SessionCache:
         session = self.session
         mailbox = session.mailbox
         upstream = session.upstream
-        if mailbox is None or mailbox.uidvalidity is None or upstream is None:
-            return None
-        owner = "" if policy.shared else normalise_user(session.identity or "")
+        if mailbox is None or not mailbox.uidvalidity or upstream is None:
+            return None  # 0 is "unknown" (QUIRKS G5): never a key
+        name = session.selected_name()
+        shared = policy.shared and any(
+            name.startswith(prefix) for prefix in self._shared_prefixes or ()
+        )
+        owner = "" if shared else session.rule_user()
         # The responses of relayed FETCHes teach the map (UID for sequence number).
         mailbox.track_uids()
-        return Fill(
-            policy, upstream.config.name, owner, session.selected_name(), mailbox.uidvalidity
-        )
+        return Fill(policy, upstream.config.name, owner, name, mailbox.uidvalidity)
 
     def key(self, fill: Fill, uid: int, item: bytes) -> CacheKey:
         return CacheKey(
@@ -182,6 +190,8 @@ class SessionCache:
         upstream = session.upstream
         assert upstream is not None
         uid = name.startswith("UID ")
+        if policy.shared and self._shared_prefixes is None:
+            await self._learn_namespaces()
         while self._storing:  # what this session's last FETCH brought is in first
             await self._stored.wait()
         # A first look: when the cache has nothing for this FETCH, it is relayed at
@@ -205,6 +215,11 @@ class SessionCache:
             numbering, messages, keys, found = early  # nothing came or went meanwhile
         else:
             known = _messages(mailbox, args.sequence_set, uid=uid)
+            if known is None and not uid:
+                # The map cannot say, and a UID SEARCH now could bring an EXPUNGE
+                # into the client's sequence-number FETCH (RFC 9051 section 7.5.1):
+                # relay it with UID added, which teaches the map.
+                return self._teaching(args)
             if known is None:  # the map cannot say: ask the server for it
                 if not await self._learn_uids(mailbox):
                     return "miss"
@@ -217,15 +232,45 @@ class SessionCache:
             found = await self.cache.get_many(keys)
         if session.mailbox is not mailbox or mailbox.numbering != numbering:
             return "miss"  # messages came or went meanwhile: the server answers
-        if len(found) < len(keys):
-            return await self._partial(the_plan, fill, mailbox, messages, found)
-        if not await self._ask_server(the_plan, mailbox, messages):
+        if len(found) < len(set(keys)):  # an entry may serve two items
+            return await self._partial(the_plan, fill, mailbox, messages, found, uid=uid)
+        flags = await self._ask_server(the_plan, mailbox, messages, uid=uid)
+        if flags is None:
             return "miss"
         if session.mailbox is not mailbox or mailbox.numbering != numbering:
             return "miss"  # messages came or went meanwhile: the server answers
-        self._write(the_plan, messages, keys, found)
+        self._write(the_plan, messages, keys, found, flags)
         session.tagged(tag, "OK", "Fetch completed (from the cache)")
         return "hit"
+
+    @staticmethod
+    def _teaching(args: FetchArgs) -> Partial:
+        """The client's sequence-number FETCH relayed with UID among its items."""
+        if any(item.name == "UID" for item in args.items):
+            items = args.items
+        else:
+            items = (FetchItem("UID"), *args.items)
+        return Partial(replace(args, items=items, macro=None), Merge({}, frozenset()), "FETCH")
+
+    async def _learn_namespaces(self) -> None:
+        """The prefixes of the server's other-users and shared namespaces: only a
+        mailbox under one may be cached for everyone (a rule's ``shared``)."""
+        upstream = self.session.upstream
+        assert upstream is not None
+        prefixes: list[str] = []
+        caps = {cap.upper() for cap in upstream.capabilities}
+        if caps & {"NAMESPACE", "IMAP4REV2"}:
+            try:
+                request: Request | None = await upstream.command("NAMESPACE", NoArgs())
+            except UpstreamError:
+                request = None
+            for response in request.untagged if request is not None else ():
+                with contextlib.suppress(ParseError):
+                    data = response.data
+                    if isinstance(data, NamespaceData):
+                        for group in (data.other, data.shared):
+                            prefixes += [_text(desc.prefix) for desc in group or ()]
+        self._shared_prefixes = tuple(prefix for prefix in prefixes if prefix)
 
     async def _look(
         self, the_plan: Plan, policy: CachePolicy, args: FetchArgs, *, uid: bool
@@ -255,33 +300,38 @@ class SessionCache:
         mailbox: SelectedMailbox,
         messages: list[tuple[int, int]],
         found: dict[CacheKey, bytes],
+        *,
+        uid: bool,
     ) -> str | Partial:
-        """Some entries are cached: the server is asked, in one UID FETCH, for the
-        items missing for any message (and FLAGS), for the messages that lack one
-        (all of them when FLAGS were asked); the cached items are added to its
+        """Some entries are cached: the server is asked, in one FETCH (UID FETCH
+        for the client's UID FETCH, FETCH by sequence number for its FETCH), for
+        the items missing for any message (and FLAGS), for the messages that lack
+        one (all of them when FLAGS were asked); the cached items are added to its
         responses. Messages it is not asked about are written now."""
         lacking = {
-            uid
-            for _seq, uid in messages
-            if any(self.key(fill, uid, entry) not in found for _item, entry in the_plan.cached)
+            u
+            for _seq, u in messages
+            if any(self.key(fill, u, entry) not in found for _item, entry in the_plan.cached)
         }
         missing = [
             (item, entry)
             for item, entry in the_plan.cached
-            if any(self.key(fill, uid, entry) not in found for uid in lacking)
+            if any(self.key(fill, u, entry) not in found for u in lacking)
         ]
-        if len(lacking) == len(messages) and len(missing) == len(the_plan.cached):
+        if not lacking or (len(lacking) == len(messages) and len(missing) == len(the_plan.cached)):
             return "miss"  # nothing to add: the client's command as it is
-        seen_by_store = the_plan.sets_seen and not mailbox.readonly
-        if seen_by_store:
+        flags: dict[int, bytes] = {}
+        if the_plan.sets_seen and not mailbox.readonly:
             # \Seen for every message, also those answered from the cache alone.
             seen = Plan(the_plan.cached, the_plan.uid, flags=False, sets_seen=True)
             numbering = mailbox.numbering
-            if not await self._ask_server(seen, mailbox, messages):
+            reported = await self._ask_server(seen, mailbox, messages, uid=uid)
+            if reported is None:
                 return "miss"
             if self.session.mailbox is not mailbox or mailbox.numbering != numbering:
                 return "miss"
-        asked = {uid for _seq, uid in messages} if the_plan.flags else lacking
+            flags = reported
+        asked = {u for _seq, u in messages} if the_plan.flags else lacking
         items = [FetchItem("UID")]
         if the_plan.flags:
             items.append(FetchItem("FLAGS"))
@@ -291,18 +341,22 @@ class SessionCache:
         kept = [(item, entry) for item, entry in the_plan.cached if (item, entry) not in missing]
         add: dict[int, bytes] = {}
         local = []
-        for seq, uid in messages:
-            if uid not in asked:
-                local.append((seq, uid))
+        for seq, u in messages:
+            if u not in asked:
+                local.append((seq, u))
                 continue
-            parts = [item_bytes(item, found[self.key(fill, uid, entry)]) for item, entry in kept]
+            parts = [item_bytes(item, found[self.key(fill, u, entry)]) for item, entry in kept]
+            if u in flags and not the_plan.flags:
+                parts.insert(0, flags[u])  # \Seen set: the server would say so
             self.cache.stats.bytes_saved += sum(map(len, parts))
-            add[uid] = b" ".join(parts)
+            add[u] = b" ".join(parts)
         # The messages the server is not asked about have every item cached.
         plain = Plan(the_plan.cached, the_plan.uid, False, False)
-        self._write(plain, local, self._keys(fill, local, plain), found)
-        upstream_args = FetchArgs(SequenceSet.from_numbers(sorted(asked)), tuple(items))
-        return Partial(upstream_args, Merge(add, frozenset(item.key for item in items[1:])))
+        self._write(plain, local, self._keys(fill, local, plain), found, flags)
+        targets = sorted(asked) if uid else [seq for seq, u in messages if u in asked]
+        upstream_args = FetchArgs(SequenceSet.from_numbers(targets), tuple(items))
+        expect = frozenset(item.key for item in items[1:])
+        return Partial(upstream_args, Merge(add, expect), "UID FETCH" if uid else "FETCH")
 
     def merged(self, merge: Merge, raw: bytes, response: Response) -> bytes:
         """A server's FETCH response (or the last part of one) with the cached
@@ -323,26 +377,64 @@ class SessionCache:
         return raw[:-3] + b" " + extra + b")\r\n"
 
     async def _ask_server(
-        self, the_plan: Plan, mailbox: SelectedMailbox, messages: list[tuple[int, int]]
-    ) -> bool:
+        self,
+        the_plan: Plan,
+        mailbox: SelectedMailbox,
+        messages: list[tuple[int, int]],
+        *,
+        uid: bool,
+    ) -> dict[int, bytes] | None:
         """What only the server knows: ``\\Seen`` set by a body fetch without PEEK
-        (not in a read-only mailbox), or FLAGS. Its FETCH responses go to the
-        client as they come. False when the server refused."""
+        (not in a read-only mailbox), and FLAGS. Returns the FLAGS item the server
+        reported per UID (to go into the cached responses; other FETCH responses
+        it sends meanwhile are passed on); None when the server refused.
+
+        The commands name the messages as the client did: by sequence number for a
+        FETCH, so that the server cannot send an EXPUNGE in the middle of it (RFC
+        9051 section 7.5.1)."""
         upstream = self.session.upstream
         assert upstream is not None
-        uids = SequenceSet.from_numbers(uid for _seq, uid in messages)
+        prefix = "UID " if uid else ""
+        targets = SequenceSet.from_numbers(u if uid else seq for seq, u in messages)
+        store = the_plan.sets_seen and not mailbox.readonly
+        commands: list[tuple[str, CommandArgs]] = []
+        if store:
+            silent = the_plan.flags  # the FETCH below says the flags
+            commands.append((prefix + "STORE", StoreArgs(targets, "+", "FLAGS", silent, (SEEN,))))
+        if the_plan.flags:
+            items = (FetchItem("UID"), FetchItem("FLAGS"))
+            commands.append((prefix + "FETCH", FetchArgs(targets, items)))
+        wanted = {u for _seq, u in messages}
+        flags: dict[int, bytes] = {}
+        for name, args in commands:
+            try:
+                request = await upstream.command(name, args, collect_fetch=True)
+            except UpstreamError:
+                return None
+            for response in request.untagged:
+                if not self._own_flags(response, mailbox, wanted, flags):
+                    self.session.relay_untagged(response)
+            if request.status != "OK":
+                return None
+        return flags
+
+    @staticmethod
+    def _own_flags(
+        response: Response, mailbox: SelectedMailbox, wanted: set[int], flags: dict[int, bytes]
+    ) -> bool:
+        """Take the FLAGS of a FETCH response about one of ``wanted``; False when it
+        is something else (for the client as it is)."""
         try:
-            if the_plan.sets_seen and not mailbox.readonly:
-                store = StoreArgs(uids, "+", "FLAGS", False, (b"\\Seen",))
-                request = await upstream.command("UID STORE", store)
-            elif the_plan.flags:
-                items = (FetchItem("UID"), FetchItem("FLAGS"))
-                request = await upstream.command("UID FETCH", FetchArgs(uids, items))
-            else:
-                return True
-        except UpstreamError:
+            data = response.data
+        except ParseError:
             return False
-        return request.status == "OK"
+        if not isinstance(data, FetchData) or data.flags is None:
+            return False
+        u = data.uid if data.uid is not None else mailbox.uid_for(data.number)
+        if u not in wanted or any(item.name not in ("UID", "FLAGS") for item, _ in data.items):
+            return False
+        flags[u] = b"FLAGS (" + b" ".join(data.flags) + b")"
+        return True
 
     async def _learn_uids(self, mailbox: SelectedMailbox) -> bool:
         """Fill the selected mailbox's sequence-to-UID map from the server: ``UID
@@ -356,6 +448,9 @@ class SessionCache:
         if not esearch and mailbox.exists > _PLAIN_SEARCH_MAX:
             return False
         options = (("ALL", ()),) if esearch else None
+        # An EXPUNGE or EXISTS the server sends with its answer would be applied to
+        # the old map: then the answer is already out of date.
+        numbering = mailbox.numbering
         try:
             request = await upstream.command(
                 "UID SEARCH", SearchArgs(SearchKey("ALL"), None, options)
@@ -379,7 +474,11 @@ class SessionCache:
                         return False
                     for low, high in found:
                         uids.extend(range(low, high + 1))
-        if self.session.mailbox is not mailbox or len(uids) != mailbox.exists:
+        if (
+            self.session.mailbox is not mailbox
+            or mailbox.numbering != numbering
+            or len(uids) != mailbox.exists
+        ):
             return False  # changed meanwhile, or an answer that does not add up
         mailbox.learn_uids(uids)
         return mailbox.complete
@@ -390,15 +489,19 @@ class SessionCache:
         messages: list[tuple[int, int]],
         keys: list[CacheKey],
         found: dict[CacheKey, bytes],
+        flags: dict[int, bytes] | None = None,
     ) -> None:
         """The FETCH responses of ``messages``, every item from its entry (``keys``:
-        the entries, message by message, item by item)."""
+        the entries, message by message, item by item), with the FLAGS the server
+        reported (``flags``, by UID) after the UID."""
         session = self.session
         names = [(item, response_name(item)) for item, _entry in the_plan.cached]
         entries = iter(keys)
         lines = []
         for seq, uid in messages:
             items = [b"UID %d" % uid] if the_plan.uid else []
+            if flags and uid in flags:
+                items.append(flags[uid])
             for item, name in names:
                 items.append(item_bytes(item, found[next(entries)], name))
             lines.append(b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n")
@@ -428,7 +531,8 @@ class SessionCache:
             kind = category(item)
             if kind is None or kind not in policy.items:
                 continue
-            stored = stored_form(item, value, utf8=self.session.utf8)
+            # Stored as any client may read it: UTF-8 strings only as literals.
+            stored = stored_form(item, value, utf8=False)
             if stored is None or not policy.min_size <= len(stored) - 1 <= policy.max_size:
                 continue
             key = self.key(fill, uid, item.key)
@@ -481,6 +585,14 @@ def _listed_uids(where: SequenceSet) -> list[int] | None:
     return uids
 
 
+def _text(raw: bytes) -> str:
+    """A namespace prefix as text (modified UTF-7 decoded when it is valid)."""
+    try:
+        return Mailbox(raw).decode()
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
 def _uid_set(value: object) -> list[tuple[int, int]] | None:
     """The ranges of an ESEARCH ``ALL`` result; None when it is not a set."""
     text = value.value if isinstance(value, Atom) else value
@@ -503,7 +615,18 @@ def _messages(
     if where.saved:
         return []
     if not mailbox.complete:
-        listed = _listed_uids(where) if uid else None
+        if not uid:  # the numbers the map knows a UID for
+            if uids is None or len(uids) != mailbox.exists:
+                return None
+            found = []
+            for low, high in where.bounds(len(uids)):
+                if low < 1 or high > len(uids):
+                    return []
+                found += [(seq, uids[seq - 1]) for seq in range(low, high + 1)]
+                if len(found) > _LOOK_MAX or not all(u for _seq, u in found):
+                    return None
+            return found
+        listed = _listed_uids(where)
         if listed is None:
             return None
         seqs = mailbox.seqs_for(listed)

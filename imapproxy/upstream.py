@@ -140,6 +140,8 @@ class Request:
     listing: MailboxPattern | None = field(default=None, repr=False)
     #: For a FETCH under a ``cache`` rule: what its responses fill the cache with.
     fill: Fill | None = field(default=None, repr=False)
+    #: A command of the proxy's own that collects FETCH responses (see command()).
+    collect_fetch: bool = False
     #: For a FETCH partly answered from the cache: what its responses get added.
     merge: Merge | None = field(default=None, repr=False)
     result: Response | None = None
@@ -508,12 +510,16 @@ class UpstreamConnection:
             self._written.set()
             self._written = trio.Event()
 
-    async def command(self, name: str, args: CommandArgs) -> Request:
+    async def command(
+        self, name: str, args: CommandArgs, *, collect_fetch: bool = False
+    ) -> Request:
         """Send a command of the proxy's own during the relay phase and wait for
         its completion (e.g. NOOP, CAPABILITY, ID). It waits until no client command
         is half-written. Its untagged responses are collected in
         ``request.untagged`` while it is the oldest request in flight; updates that
         arrive while a client command is older go to the client, as they should.
+        ``collect_fetch``: FETCH responses are collected too (the caller passes on
+        those that are not its answers).
 
         Raises:
             UpstreamError: the connection failed.
@@ -521,6 +527,7 @@ class UpstreamConnection:
         while self._writing is not None:
             await self._written.wait()
         request = self.new_request(name)
+        request.collect_fetch = collect_fetch
         frame = build_command(request.tag, name, args)
         if frame.literals:
             raise ValueError("commands of the proxy's own carry no literals")
@@ -654,7 +661,10 @@ class UpstreamConnection:
         if (
             oldest is not None
             and oldest.client_tag is None
-            and response.name not in MAILBOX_UPDATES
+            and (
+                response.name not in MAILBOX_UPDATES
+                or (oldest.collect_fetch and response.name == "FETCH")
+            )
         ):
             oldest.untagged.append(response)
             return

@@ -501,3 +501,12 @@ def test_seqs_for_knows_what_the_map_learned() -> None:
     assert mailbox.seqs_for(many) == {30: 3, 70: 7, 150: 15}
     mailbox.apply(response(b"* 4 EXPUNGE\r\n"))
     assert mailbox.seqs_for([70, 150]) == {70: 6, 150: 14}
+
+
+def test_a_vanished_uid_the_map_does_not_know_gives_the_map_up() -> None:
+    mailbox = selected(exists=4)
+    mailbox.track_uids()
+    mailbox.apply(response(b"* 4 FETCH (UID 40 FLAGS ())\r\n"))
+    mailbox.apply(response(b"* VANISHED 20\r\n"))  # one of the unknown slots
+    assert mailbox.uids is None  # which one cannot be told
+    assert mailbox.exists == 3

@@ -367,10 +367,11 @@ async def test_without_esearch_the_map_comes_from_a_plain_search(
     user = old_dovecot.add_user()
     async with cache_session(old_dovecot, user, proxy_tls, tmp_path) as client:
         await client.command(b"b", b"EXAMINE INBOX")
-        first = await client.command(b"c", b"FETCH 7:9 (ENVELOPE)")
-        again = await client.command(b"d", b"FETCH 7:9 (ENVELOPE)")
+        # "*": which messages only the map can say (UID SEARCH ALL, no ESEARCH).
+        first = await client.command(b"c", b"UID FETCH 45:* (ENVELOPE)")
+        again = await client.command(b"d", b"UID FETCH 45:* (ENVELOPE)")
         assert again[-1] == b"d OK Fetch completed (from the cache)\r\n"
-        assert again[:-1] == first[:-1]
+        assert parsed(again[:-1]) == parsed(first[:-1])
 
 
 async def test_the_example_rules_as_written(
