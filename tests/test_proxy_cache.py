@@ -7,6 +7,8 @@ server holds is made on a direct connection.
 
 from __future__ import annotations
 
+import email
+import imaplib
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -423,3 +425,91 @@ async def test_a_redis_that_stops_is_a_miss_not_an_error(
             assert cache is not None
             assert cache.stats.tier_errors["redis"] >= 1
             running.proxy.shutdown()
+
+
+# -- regressions found in review --------------------------------------------------------
+
+
+async def test_shared_is_only_for_the_servers_shared_namespaces(
+    dovecot: DovecotServer, twin_users: tuple[User, User], proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    # The example marks Public/* shared; on this server Public/... is a personal
+    # folder (no shared namespace), so each user keeps their own entries -- even
+    # when the two folders got the same UIDVALIDITY.
+    example = (Path(__file__).parent.parent / "rules" / "80-cache-for-offices.toml").read_text()
+    bodies = {}
+
+    async def make(user: User) -> None:
+        body = f"Subject: for {user.name}\r\n\r\nonly {user.name} may read this\r\n".encode()
+        bodies[user.name] = body
+        create = b"APPEND Public/Secret {%d+}\r\n" % len(body) + body
+        await dovecot_commands(dovecot, user, b"CREATE Public/Secret", create)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as both:  # same second: same UIDVALIDITY, often
+            for user in twin_users:
+                both.start_soon(make, user)
+    alice, bob = twin_users
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path, rule=example)
+        with trio.fail_after(30):
+            for user in (alice, alice, alice, bob):
+                client = await proxy_login(running, user)
+                await client.command(b"b", b"EXAMINE Public/Secret")
+                got = await client.command(b"c", b"UID FETCH 1 (BODY.PEEK[])")
+                assert got[0].endswith(bodies[user.name] + b")\r\n"), (user.name, got)
+                await client.command(b"z", b"LOGOUT")
+                await client.aclose()
+        running.proxy.shutdown()
+
+
+async def test_imaplib_gets_the_body_in_the_first_response(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    # RFC822 from the cache in a read-write mailbox: the server sets \Seen, and
+    # its FLAGS go into the proxy's response, not a separate one before it (the
+    # common imaplib idiom reads data[0][1]).
+    async with trio.open_nursery() as nursery:
+        running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        port = running.implicit_port
+
+        def run() -> list[Any]:
+            client = imaplib.IMAP4_SSL("localhost", port, ssl_context=proxy_tls.client_context())
+            client.login(mail_user.name, mail_user.password)
+            client.select("INBOX")
+            number = client.search(None, "UNSEEN")[1][0].split()[0]
+            client.fetch(number, "(BODY.PEEK[])")  # fills the cache
+            answers = [
+                client.fetch(number, "(RFC822)")[1],
+                client.fetch(number, "(FLAGS RFC822)")[1],
+            ]
+            client.logout()
+            return answers
+
+        plain, with_flags = await in_thread(run)
+        running.proxy.shutdown()
+    for data in (plain, with_flags):
+        assert isinstance(data[0], tuple), data
+        assert email.message_from_bytes(data[0][1])["Subject"]
+        assert b"\\Seen" in data[0][0], data[0][0]  # FLAGS: the server set \Seen
+
+
+async def test_two_items_on_one_entry_and_expunges_during_a_sequence_fetch(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    async with cache_session(dovecot, mail_user, proxy_tls, tmp_path) as client:
+        await client.command(b"b", b"SELECT INBOX")
+        await client.command(b"c1", b"UID FETCH 1 (BODY.PEEK[])")  # the whole entry
+        twice = b"UID FETCH 1 (BODY.PEEK[]<0.10> BODY.PEEK[]<10.10>)"
+        done = await client.command(b"c2", twice)
+        assert done[-1] == b"c2 OK Fetch completed (from the cache)\r\n", done
+        # Another session expunges message 1 while this one fetches by sequence
+        # number with FLAGS (a round trip upstream): no EXPUNGE inside the FETCH.
+        fetch = b"FETCH 2:3 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"
+        await client.command(b"d", fetch)  # fills (and teaches the map)
+        await dovecot_commands(
+            dovecot, mail_user, b"SELECT INBOX", b"STORE 1 +FLAGS.SILENT (\\Deleted)", b"EXPUNGE"
+        )
+        during = await client.command(b"e", fetch)
+        tagged = during.index(during[-1])
+        assert not any(line.endswith(b" EXPUNGE\r\n") for line in during[:tagged]), during
