@@ -32,6 +32,7 @@ from imapproxy.wire.responses import FetchValue
 from imapproxy.wire.values import FetchItem
 
 __all__ = [
+    "CaptureBudget",
     "Plan",
     "StreamCapture",
     "category",
@@ -170,15 +171,40 @@ def plan(args: FetchArgs, *, uid: bool, policy: CachePolicy) -> Plan | None:
     return Plan(tuple(cached), wants_uid, flags, sets_seen)
 
 
-class StreamCapture:
-    """Collects a response whose literal streams (a large body) so that it can be
-    parsed and stored once it ended; gives up past ``limit`` octets."""
+class CaptureBudget:
+    """Octets all :class:`StreamCapture` of a proxy may hold at once."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
+class StreamCapture:
+    """Collects a response whose literal streams (a large body) so that it can be
+    parsed and stored once it ended; gives up past ``limit`` octets, or when the
+    proxy's ``budget`` for such copies is spent."""
+
+    def __init__(self, limit: int, budget: CaptureBudget | None = None) -> None:
+        self.limit = limit
+        self.budget = budget or CaptureBudget(limit)
         self._parts: list[bytes] = []
         self._size = 0
         self.abandoned = False
+
+    def release(self) -> None:
+        """Give the octets held back to the budget (also when abandoned)."""
+        self.budget.give(self._size)
+        self._size = 0
+        self._parts.clear()
 
     def add(self, part: FramePart | LiteralChunk) -> Response | None:
         """Add a part; the whole response once its last part is here (None before,
@@ -186,16 +212,16 @@ class StreamCapture:
         if self.abandoned:
             return None
         data = bytes(part.data if isinstance(part, LiteralChunk) else part.raw)
-        self._size += len(data)
-        if self._size > self.limit:
+        if self._size + len(data) > self.limit or not self.budget.take(len(data)):
             self.abandoned = True
-            self._parts.clear()
+            self.release()
             return None
+        self._size += len(data)
         self._parts.append(data)
         if isinstance(part, LiteralChunk) or part.literal is not None:
             return None
         raw = b"".join(self._parts)
-        self._parts.clear()
+        self.release()
         framer = Framer(
             Role.CLIENT,
             max_line=len(raw) + 2,

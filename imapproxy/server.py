@@ -29,6 +29,7 @@ from cachetools import LRUCache
 from imapproxy.cache import PartCache
 from imapproxy.capabilities import ClientCapabilities
 from imapproxy.config import Config, ConfigError, Listener, load_config
+from imapproxy.fetchcache import CaptureBudget
 from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle, RateLimiter
 from imapproxy.logs import get_logger
 from imapproxy.pool import Pooled, UpstreamPool
@@ -44,6 +45,8 @@ log = get_logger("imapproxy.server")
 _REFUSAL_HANDSHAKES = 16
 #: Seconds the background work of a proxy (cache entries being stored) gets at shutdown.
 _BACKGROUND_GRACE = 5.0
+#: Octets of large responses all sessions may hold at once to store in the cache.
+_CAPTURE_BUDGET = 256 * 1024 * 1024
 #: Seconds between two log lines of the cache's counters.
 _COUNTERS_EVERY = 300.0
 
@@ -90,6 +93,8 @@ class Proxy:
         self.command_rate = RateLimiter()
         #: The part cache (docs/cache.md), used for what ``cache`` rules name.
         self.cache: PartCache | None = PartCache(config.cache)
+        #: Octets of streamed responses being collected for the cache, all sessions.
+        self.capture_budget = CaptureBudget(_CAPTURE_BUDGET)
         #: The UIDVALIDITY last seen per (upstream, owner, mailbox) of the cache.
         self.cache_validity: LRUCache[tuple[str, str, str], int] = LRUCache(maxsize=100_000)
         #: Tasks that outlive a session (storing cache entries); set while serving.

@@ -208,6 +208,9 @@ _STATELESS = frozenset(
 #: What enables CONDSTORE for the rest of the connection (RFC 7162 section 3.1),
 #: or SEARCHRES's saved result: a command that mentions one is stateful.
 _STATEFUL_WORDS = re.compile(rb"(?i)MODSEQ|CONDSTORE|CHANGEDSINCE|QRESYNC|(?<![\w$])\$(?![\w$])")
+#: How a session may end for its upstream connection to be kept (not a bug, a
+#: timeout or the upstream's own doing).
+_POOLABLE_ENDS = frozenset({"logout", "client closed the connection", "client connection lost"})
 #: Decisions a session keeps (by command name, mailboxes and APPEND size).
 _MAX_DECISIONS = 256
 #: The longest user name accepted (the failed-login table is keyed on it).
@@ -275,6 +278,7 @@ class ClientSession:
         #: them); and whether the connection got per-connection state.
         self._pool_entry: tuple[PoolKey, bytes, float] | None = None
         self._stateful = False
+        self._ever_selected = False
         #: The part cache's side of this session (None: no cache configured).
         self.cache_side = SessionCache(self, proxy.cache) if proxy.cache is not None else None
         #: Whose mailboxes these are: the SASL authorization identity when the
@@ -461,6 +465,8 @@ class ClientSession:
         await self._relay()
 
     async def _finish(self) -> None:
+        if self.cache_side is not None:
+            self.cache_side.close()
         with trio.CancelScope(shield=True):
             if self._draining and not self._bye_sent:  # cut after the grace period
                 self._close_reason = "server shutting down"
@@ -499,13 +505,14 @@ class ClientSession:
             or self._idle is not None
             or self._draining
             or upstream.closed
-            or self._close_reason.startswith("upstream")
+            or self._close_reason not in _POOLABLE_ENDS
+            or not upstream.quiet()
         ):
             return False
         caps = {cap.upper() for cap in upstream.capabilities}
         try:
             with trio.move_on_after(2.0) as scope:
-                if self.mailbox is not None or self._selecting:
+                if self._ever_selected:  # also after a failed SELECT
                     if not caps & {"UNSELECT", "IMAP4REV2"}:
                         return False
                     done, untagged = await upstream.simple_command("UNSELECT", NoArgs())
@@ -519,14 +526,19 @@ class ClientSession:
         if scope.cancelled_caught:
             return False
         key, digest, verified_at = entry
-        out = pool.give(key, Pooled(upstream, digest, verified_at), trio.current_time())
+        pooled = Pooled(upstream, digest, verified_at)
+        upstream.downstream = None  # this session is not kept alive by it
+        out = pool.give(key, pooled, trio.current_time())
         self.proxy.close_pooled(out)
-        log.info("upstream connection kept", upstream=upstream.config.name)
+        if pooled not in out:
+            log.info("upstream connection kept", upstream=upstream.config.name)
         return True
 
     def _taint(self, command: Command) -> None:
         """Note a command that leaves per-connection state upstream (the connection
-        is then not given to another login)."""
+        is then not given to another login), or selects a mailbox."""
+        if command.name in ("SELECT", "EXAMINE"):
+            self._ever_selected = True
         if command.name in _STATELESS and _STATEFUL_WORDS.search(command.frame.raw) is None:
             return
         self._stateful = True

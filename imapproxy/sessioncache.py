@@ -123,6 +123,8 @@ class SessionCache:
         #: Octets of responses written from the cache (for the audit line).
         self.served = 0
         self._stored = trio.Event()
+        #: Responses being collected (their octets count against the proxy's budget).
+        self._streams: set[StreamCapture] = set()
         #: Prefixes of the server's other-users and shared namespaces (None: not
         #: asked yet).
         self._shared_prefixes: tuple[str, ...] | None = None
@@ -546,12 +548,22 @@ class SessionCache:
         """A piece of a relayed response whose literal streams: collected, then
         stored like :meth:`capture` once whole (unless too large to be cached)."""
         if fill.stream is None:
-            fill.stream = StreamCapture(fill.policy.max_size + _CAPTURE_SLACK)
-        response = fill.stream.add(part)
+            budget = self.session.proxy.capture_budget
+            fill.stream = StreamCapture(fill.policy.max_size + _CAPTURE_SLACK, budget)
+            self._streams.add(fill.stream)
+        stream = fill.stream
+        response = stream.add(part)
         if isinstance(part, FramePart) and part.literal is None:
             fill.stream = None
+            self._streams.discard(stream)
         if response is not None:
             self.capture(fill, response)
+
+    def close(self) -> None:
+        """The session ended: responses still being collected are dropped."""
+        for stream in self._streams:
+            stream.release()
+        self._streams.clear()
 
     def finish(self, fill: Fill) -> None:
         """Store what ``fill`` collected (at the end of its FETCH, or when a batch

@@ -694,7 +694,7 @@ class UpstreamConnection:
     def quiet(self) -> bool:
         """Whether an idle connection has nothing to read: no BYE, no end of the
         connection, no data buffered (checked without reading; for the pool)."""
-        if self.closed:
+        if self.closed or self._framer.buffered:
             return False
         sock = getattr(self._stream, "socket", None)
         if sock is None or not hasattr(select, "POLLRDHUP"):

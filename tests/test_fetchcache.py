@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imapproxy.fetchcache import (
+    CaptureBudget,
     StreamCapture,
     category,
     entry_item,
@@ -156,3 +157,23 @@ def test_stream_capture_rebuilds_a_streamed_response() -> None:
         results.append(small.add(event))
     assert small.abandoned
     assert results == [None] * len(results)  # too large to be cached: nothing
+
+
+def test_captures_share_the_proxys_budget() -> None:
+    budget = CaptureBudget(150_000)
+    raw = b"* 4 FETCH (UID 7 BODY[] {100000}\r\n" + b"x" * 100_000 + b")\r\n"
+    first, second = StreamCapture(10**6, budget), StreamCapture(10**6, budget)
+    events = []
+    framer = Framer(Role.CLIENT, max_line=10**6, max_literal=10**6, inline_literal=1024)
+    framer.receive_data(raw)
+    while isinstance(event := framer.next_event(), FramePart | LiteralChunk):
+        if isinstance(event, LiteralChunk):
+            event = LiteralChunk(memoryview(bytes(event.data)), event.remaining)
+        events.append(event)
+    first.add(events[0])
+    first.add(events[1])  # holds about 100 kB
+    results = [second.add(event) for event in events]
+    assert second.abandoned  # no room left: not collected
+    assert results == [None] * len(results)
+    assert [first.add(event) for event in events[2:]][-1] is not None  # completes
+    assert budget.used == 0  # everything given back
