@@ -30,7 +30,9 @@ Pure: no I/O. Names that have no form on the other side raise
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from imapproxy.rules import MailboxPattern, Rewrite, canonical
@@ -187,7 +189,9 @@ class Names:
             old, new = self.up(args.old), self.up(args.new)
             return None if old is args.old and new is args.new else RenameArgs(old, new)
         if isinstance(args, ListArgs):
-            patterns = tuple(self.pattern_up(args.reference, p) for p in args.patterns)
+            patterns = tuple(self._patterns_up(args))
+            if not patterns:
+                raise Untranslatable("no pattern names a mailbox the client can see")
             if patterns == args.patterns and not args.reference.raw:
                 return None
             if not any(patterns) and args.reference.raw:
@@ -195,6 +199,13 @@ class Names:
                 return replace(args, reference=self.up(args.reference))
             return replace(args, reference=Mailbox(b""), patterns=patterns)
         return None
+
+    def _patterns_up(self, args: ListArgs) -> Iterator[bytes]:
+        """The upstream's patterns of a LIST; one that names only what the client
+        cannot see (the server's own name of a renamed mailbox) lists nothing."""
+        for pattern in args.patterns:
+            with contextlib.suppress(Untranslatable):
+                yield self.pattern_up(args.reference, pattern)
 
     def listing(self, args: ListArgs) -> MailboxPattern | None:
         """What the client's LIST/LSUB asked for, to filter the upstream's answers
@@ -237,6 +248,14 @@ class Names:
         text = flag.decode("ascii", "replace")
         mapped = self.rewrite.flag_to_upstream(text) if up else self.rewrite.flag_to_client(text)
         return flag if mapped == text else mapped.encode("ascii")
+
+    def _shadowed_flag(self, flag: bytes) -> bool:
+        """A server's flag spelled like a client's mapped one (``$Junk`` while the
+        client's ``$Junk`` is the server's ``Junk``): the client never sees it."""
+        text = flag.decode("ascii", "replace").upper()
+        return any(client.upper() == text for client, _upstream in self.rewrite.flags) and (
+            self.rewrite.flag_to_client(flag.decode("ascii", "replace")).upper() == text
+        )
 
     def _flags(self, flags: tuple[bytes, ...], *, up: bool) -> tuple[bytes, ...]:
         return tuple(self._flag(flag, up=up) for flag in flags)
@@ -302,7 +321,11 @@ class Names:
                 pos = match.end()
             else:
                 items = match.group("list")
-                mapped = b" ".join(self._flag(f, up=up) for f in items.split(b" ") if f)
+                mapped = b" ".join(
+                    self._flag(f, up=up)
+                    for f in items.split(b" ")
+                    if f and (up or not self._shadowed_flag(f))
+                )
                 out.append(data[pos : match.start("list")] + mapped)
                 pos = match.end("list")
         if not out:

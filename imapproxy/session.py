@@ -1299,6 +1299,9 @@ class ClientSession:
                 if isinstance(upstream_args, AppendArgs):  # relayed as it arrives
                     head = Names.append_head(command, upstream_args.mailbox, utf8=self.utf8)
             except Untranslatable:
+                if isinstance(args, ListArgs):  # names the client cannot see: none
+                    self.tagged(command.tag, "OK", f"{command.name} completed")
+                    return None
                 self._refuse(command, _UNTRANSLATABLE)
                 return None
         if (

@@ -249,3 +249,17 @@ def test_flags_in_responses() -> None:
     # A part of a response whose literal streams: its data is not here.
     part = b"* 4 FETCH (FLAGS (Junk) BODY[] {100000}\r\n"
     assert FLAGS.response_flags(part) == b"* 4 FETCH (FLAGS ($Junk) BODY[] {100000}\r\n"
+
+
+def test_a_servers_flag_spelled_like_a_mapped_client_flag_is_not_shown() -> None:
+    # The client's $Junk is the server's Junk: the server's own $Junk is hidden.
+    assert FLAGS.response_flags(b"* 1 FETCH (FLAGS (\\Seen $Junk Junk))\r\n") == (
+        b"* 1 FETCH (FLAGS (\\Seen $Junk))\r\n"
+    )
+
+
+def test_a_list_of_only_shadowed_names_lists_nothing() -> None:
+    with pytest.raises(Untranslatable):
+        NAMES.command_args(ListArgs(Mailbox(b""), (b"Trash",)))
+    both = NAMES.command_args(ListArgs(Mailbox(b""), (b"Trash", b"Drafts")))
+    assert both == ListArgs(Mailbox(b""), (b"Drafts",))

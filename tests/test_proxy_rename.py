@@ -175,6 +175,8 @@ async def test_listing_on_the_wire(
             sent = [line for line in listed if b"Sent Items" in line]
             assert sent == [b'* LIST (\\HasNoChildren \\Sent) "/" "Sent Items"\r\n'], listed
             assert b"OK" in listed[-1]
+            shadowed = await client.command(b"c0", b'LIST "" "Trash"')
+            assert shadowed == [b"c0 OK LIST completed\r\n"]  # the client has no Trash
             separator = await client.command(b"c", b'LIST "" ""')
             assert separator[0] == b'* LIST (\\Noselect) "/" ""\r\n'
             statuses = await client.command(
