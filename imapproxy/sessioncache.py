@@ -68,6 +68,9 @@ SEEN = b"\\Seen"
 #: The largest mailbox whose UIDs are asked with a plain ``UID SEARCH ALL`` (one
 #: response line of them all) when the server has no ESEARCH.
 _PLAIN_SEARCH_MAX = 100_000
+#: The longest message set the proxy writes into a command of its own (servers
+#: limit lines: Dovecot to 64 KiB).
+_MAX_SET = 8192
 #: The most UIDs of a UID FETCH looked up before the session knows the mailbox.
 _LOOK_MAX = 10_000
 #: Octets of admitted entries gathered before they are stored (else: at the end
@@ -334,6 +337,10 @@ class SessionCache:
                 return "miss"
             flags = reported
         asked = {u for _seq, u in messages} if the_plan.flags else lacking
+        targets = sorted(asked) if uid else [seq for seq, u in messages if u in asked]
+        where = SequenceSet.from_numbers(targets)
+        if len(bytes(where)) > _MAX_SET:
+            return "miss"  # scattered messages: the client's own command is shorter
         items = [FetchItem("UID")]
         if the_plan.flags:
             items.append(FetchItem("FLAGS"))
@@ -355,8 +362,7 @@ class SessionCache:
         # The messages the server is not asked about have every item cached.
         plain = Plan(the_plan.cached, the_plan.uid, False, False)
         self._write(plain, local, self._keys(fill, local, plain), found, flags)
-        targets = sorted(asked) if uid else [seq for seq, u in messages if u in asked]
-        upstream_args = FetchArgs(SequenceSet.from_numbers(targets), tuple(items))
+        upstream_args = FetchArgs(where, tuple(items))
         expect = frozenset(item.key for item in items[1:])
         return Partial(upstream_args, Merge(add, expect), "UID FETCH" if uid else "FETCH")
 
