@@ -400,11 +400,13 @@ class SessionCache:
         The commands name the messages as the client did: by sequence number for a
         FETCH, so that the server cannot send an EXPUNGE in the middle of it (RFC
         9051 section 7.5.1)."""
+        store = the_plan.sets_seen and not mailbox.readonly
+        if not store and not the_plan.flags:
+            return {}  # nothing to ask
         upstream = self.session.upstream
         assert upstream is not None
         prefix = "UID " if uid else ""
         targets = SequenceSet.from_numbers(u if uid else seq for seq, u in messages)
-        store = the_plan.sets_seen and not mailbox.readonly
         commands: list[tuple[str, CommandArgs]] = []
         if store:
             silent = the_plan.flags  # the FETCH below says the flags
