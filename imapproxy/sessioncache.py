@@ -26,6 +26,7 @@ entries when it sees one.
 from __future__ import annotations
 
 import contextlib
+import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -68,6 +69,19 @@ SEEN = b"\\Seen"
 #: The largest mailbox whose UIDs are asked with a plain ``UID SEARCH ALL`` (one
 #: response line of them all) when the server has no ESEARCH.
 _PLAIN_SEARCH_MAX = 100_000
+#: The item a response part ends with the literal of (``BODY[2] {2097152}``).
+_ANNOUNCED = re.compile(
+    rb"(?P<item>(?:BODY|BINARY)\[[^\]]*\]|RFC822(?:\.TEXT|\.HEADER)?)(?P<partial><[0-9]+>)?"
+    rb" ~?\{(?P<size>[0-9]+)\}\r\n$",
+    re.IGNORECASE,
+)
+#: The entries RFC822 items are stored under (as FetchItem.key names them).
+_RFC822_KEYS = {
+    b"RFC822": b"BODY[]",
+    b"RFC822.TEXT": b"BODY[TEXT]",
+    b"RFC822.HEADER": b"BODY[HEADER]",
+}
+_UID_ITEM = re.compile(rb"[( ]UID ([0-9]+)")
 #: The longest message set the proxy writes into a command of its own (servers
 #: limit lines: Dovecot to 64 KiB).
 _MAX_SET = 8192
@@ -559,6 +573,8 @@ class SessionCache:
             budget = self.session.proxy.capture_budget
             fill.stream = StreamCapture(fill.policy.max_size + _CAPTURE_SLACK, budget)
             self._streams.add(fill.stream)
+            if isinstance(part, FramePart) and not self._worth_copying(fill, part):
+                fill.stream.abandoned = True  # not stored anyway: no copy
         stream = fill.stream
         response = stream.add(part)
         if isinstance(part, FramePart) and part.literal is None:
@@ -566,6 +582,28 @@ class SessionCache:
             self._streams.discard(stream)
         if response is not None:
             self.capture(fill, response)
+
+    def _worth_copying(self, fill: Fill, part: FramePart) -> bool:
+        """Whether the large item a response part announces would be stored: not
+        a partial, its size within the policy, and this fetch of it admitted (the
+        fetch is counted here; a second count when it is stored changes nothing).
+        Unknown: yes."""
+        match = _ANNOUNCED.search(part.raw)
+        if match is None:
+            return True
+        if match.group("partial"):
+            return False
+        size = int(match.group("size"))
+        if not fill.policy.min_size <= size <= fill.policy.max_size:
+            return False
+        uid_match = _UID_ITEM.search(part.raw)
+        if uid_match is None:
+            return True
+        item = match.group("item").upper()
+        item = _RFC822_KEYS.get(item, item)
+        key = self.key(fill, int(uid_match.group(1)), item)
+        policy = fill.policy
+        return self.cache.admit(key, after=policy.admit_after, window=policy.window)
 
     def close(self) -> None:
         """The session ended: responses still being collected are dropped."""

@@ -76,7 +76,13 @@ def parsed(responses: list[bytes]) -> dict[int, dict[bytes, object]]:
     """FETCH responses by message, items by key (in whatever order they came)."""
     out: dict[int, dict[bytes, object]] = {}
     for raw in responses:
-        framer = Framer(Role.CLIENT, max_line=10**7, max_literal=10**8, inline_literal=10**8)
+        framer = Framer(
+            Role.CLIENT,
+            max_line=10**7,
+            max_literal=10**8,
+            inline_literal=10**8,
+            max_inline_total=10**8,
+        )
         framer.receive_data(raw)
         frame = framer.next_event()
         assert isinstance(frame, Frame)
@@ -513,3 +519,20 @@ async def test_two_items_on_one_entry_and_expunges_during_a_sequence_fetch(
         during = await client.command(b"e", fetch)
         tagged = during.index(during[-1])
         assert not any(line.endswith(b" EXPUNGE\r\n") for line in during[:tagged]), during
+
+
+async def test_a_large_streamed_body_is_admitted_on_its_second_fetch(
+    dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    # cache = true (admit_after = 2) for the corpus's largest message: its body
+    # streams through the proxy; the first fetch is only counted (not copied),
+    # the second is stored, the third served.
+    largest = dovecot.corpus.largest()
+    rule = '[[rule]]\nname = "offices"\ncache = true\n'
+    fetch = b"UID FETCH %d (BODY.PEEK[])" % largest.uid
+    async with cache_session(dovecot, shared_user, proxy_tls, tmp_path, rule=rule) as client:
+        await client.command(b"b", b"EXAMINE " + largest.folder.encode())
+        answers = [await client.command(b"c%d" % i, fetch) for i in range(3)]
+    assert [a[-1].endswith(b"(from the cache)\r\n") for a in answers] == [False, False, True]
+    assert parsed(answers[2][:-1]) == parsed(answers[0][:-1])
+    assert len(answers[0][0]) > largest.rfc822_size  # the whole body came
