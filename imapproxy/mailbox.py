@@ -120,7 +120,6 @@ class SelectedMailbox:
             self.exists = max(0, self.exists - gone)
             return
         largest = max(self.uids, default=0)
-        keep = [uid for uid in self.uids if uid == 0 or not uids.contains(uid, largest)]
         if 0 in self.uids and _hits_a_gap(self.uids, uids.bounds(max(largest, 1))):
             # A vanished UID may be one of the slots whose UID the map does not
             # know (UIDs ascend, so only those between the known neighbours), and
@@ -128,6 +127,7 @@ class SelectedMailbox:
             self.uids = None
             self._vanished(uids)  # the count, as without a map
             return
+        keep = [uid for uid in self.uids if uid == 0 or not uids.contains(uid, largest)]
         self.exists = len(keep)
         self.uids = keep
 

@@ -515,8 +515,11 @@ class ClientSession:
                 if self._ever_selected:  # also after a failed SELECT
                     if not caps & {"UNSELECT", "IMAP4REV2"}:
                         return False
+                    # NO/BAD: nothing was selected any more (CLOSE, a failed SELECT).
                     done, untagged = await upstream.simple_command("UNSELECT", NoArgs())
-                    if done.name != "OK" or any(r.name == "BYE" for r in untagged):
+                    if done.name not in ("OK", "NO", "BAD") or any(
+                        r.name == "BYE" for r in untagged
+                    ):
                         return False
                 done, untagged = await upstream.simple_command("NOOP", NoArgs())
                 if done.name != "OK" or any(r.name == "BYE" for r in untagged):
@@ -1872,6 +1875,10 @@ class ClientSession:
             if oldest is not None and oldest.merge is not None:
                 raw = self.cache_side.merged(oldest.merge, raw, response)
         self._emit(self._client_flags(raw))
+
+    def client_flags(self, data: bytes) -> bytes:
+        """:meth:`_client_flags`, for what the proxy writes itself (the cache)."""
+        return self._client_flags(data)
 
     def _client_flags(self, data: bytes) -> bytes:
         """``data`` with flags and keywords in the client's form (``rewrite.flags``)."""

@@ -65,6 +65,8 @@ log = get_logger("imapproxy.cache")
 #: How much of a streamed response is collected to be stored, past the policy's
 #: largest entry (the response's other items and framing).
 _CAPTURE_SLACK = 64 * 1024
+#: What the server's answers to the proxy's own flag commands may hold.
+_OWN_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ"})
 SEEN = b"\\Seen"
 #: The largest mailbox whose UIDs are asked with a plain ``UID SEARCH ALL`` (one
 #: response line of them all) when the server has no ESEARCH.
@@ -140,6 +142,9 @@ class SessionCache:
         #: Octets of responses written from the cache (for the audit line).
         self.served = 0
         self._stored = trio.Event()
+        #: FETCH FLAGS the server sent to the proxy's own commands, held for the
+        #: responses from the cache.
+        self._own: list[Response] = []
         #: Responses being collected (their octets count against the proxy's budget).
         self._streams: set[StreamCapture] = set()
         #: Prefixes of the server's other-users and shared namespaces (None: not
@@ -202,6 +207,8 @@ class SessionCache:
         :class:`Partial` when some entries are there (the caller relays its
         command instead of the client's and merges); "miss" otherwise (the caller
         relays the client's command)."""
+        if policy.shared and self._shared_prefixes is None:
+            await self._learn_namespaces()  # before anything is keyed
         the_plan = plan(args, uid=name.startswith("UID "), policy=policy)
         if the_plan is None:
             return "miss"
@@ -209,8 +216,6 @@ class SessionCache:
         upstream = session.upstream
         assert upstream is not None
         uid = name.startswith("UID ")
-        if policy.shared and self._shared_prefixes is None:
-            await self._learn_namespaces()
         while self._storing:  # what this session's last FETCH brought is in first
             await self._stored.wait()
         # A first look: when the cache has nothing for this FETCH, it is relayed at
@@ -254,10 +259,10 @@ class SessionCache:
         if len(found) < len(set(keys)):  # an entry may serve two items
             return await self._partial(the_plan, fill, mailbox, messages, found, uid=uid)
         flags = await self._ask_server(the_plan, mailbox, messages, uid=uid)
-        if flags is None:
-            return "miss"
-        if session.mailbox is not mailbox or mailbox.numbering != numbering:
+        if flags is None or session.mailbox is not mailbox or mailbox.numbering != numbering:
+            self._release_own()  # what the server said of the flags: to the client
             return "miss"  # messages came or went meanwhile: the server answers
+        self._own.clear()  # in the responses written now
         self._write(the_plan, messages, keys, found, flags)
         session.tagged(tag, "OK", "Fetch completed (from the cache)")
         return "hit"
@@ -339,22 +344,26 @@ class SessionCache:
         ]
         if not lacking or (len(lacking) == len(messages) and len(missing) == len(the_plan.cached)):
             return "miss"  # nothing to add: the client's command as it is
+        asked = {u for _seq, u in messages} if the_plan.flags else lacking
+        targets = sorted(asked) if uid else [seq for seq, u in messages if u in asked]
+        where = SequenceSet.from_numbers(targets)
+        if len(bytes(where)) > _MAX_SET:
+            return "miss"  # scattered messages: the client's own command is shorter
         flags: dict[int, bytes] = {}
         if the_plan.sets_seen and not mailbox.readonly:
             # \Seen for every message, also those answered from the cache alone.
             seen = Plan(the_plan.cached, the_plan.uid, flags=False, sets_seen=True)
             numbering = mailbox.numbering
             reported = await self._ask_server(seen, mailbox, messages, uid=uid)
-            if reported is None:
+            if (
+                reported is None
+                or self.session.mailbox is not mailbox
+                or mailbox.numbering != numbering
+            ):
+                self._release_own()
                 return "miss"
-            if self.session.mailbox is not mailbox or mailbox.numbering != numbering:
-                return "miss"
+            self._own.clear()
             flags = reported
-        asked = {u for _seq, u in messages} if the_plan.flags else lacking
-        targets = sorted(asked) if uid else [seq for seq, u in messages if u in asked]
-        where = SequenceSet.from_numbers(targets)
-        if len(bytes(where)) > _MAX_SET:
-            return "miss"  # scattered messages: the client's own command is shorter
         items = [FetchItem("UID")]
         if the_plan.flags:
             items.append(FetchItem("FLAGS"))
@@ -435,12 +444,23 @@ class SessionCache:
                 request = await upstream.command(name, args, collect_fetch=True)
             except UpstreamError:
                 return None
+            # In the order the server sent them: an EXPUNGE before a FETCH changes
+            # the numbers that FETCH means.
             for response in request.untagged:
-                if not self._own_flags(response, mailbox, wanted, flags):
+                if self._own_flags(response, mailbox, wanted, flags):
+                    self._own.append(response)
+                else:
                     self.session.relay_untagged(response)
             if request.status != "OK":
                 return None
         return flags
+
+    def _release_own(self) -> None:
+        """The FLAGS the server reported to the proxy's own commands, passed on to
+        the client after all (the FETCH goes to the server after all)."""
+        own, self._own = self._own, []
+        for response in own:
+            self.session.relay_untagged(response)
 
     @staticmethod
     def _own_flags(
@@ -455,7 +475,7 @@ class SessionCache:
         if not isinstance(data, FetchData) or data.flags is None:
             return False
         u = data.uid if data.uid is not None else mailbox.uid_for(data.number)
-        if u not in wanted or any(item.name not in ("UID", "FLAGS") for item, _ in data.items):
+        if u not in wanted or any(item.name not in _OWN_ITEMS for item, _ in data.items):
             return False
         flags[u] = b"FLAGS (" + b" ".join(data.flags) + b")"
         return True
@@ -529,7 +549,7 @@ class SessionCache:
             for item, name in names:
                 items.append(item_bytes(item, found[next(entries)], name))
             lines.append(b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n")
-        data = b"".join(lines)
+        data = session.client_flags(b"".join(lines))
         session.write(data)
         self.cache.stats.bytes_saved += len(data)
         self.served += len(data)
@@ -591,11 +611,9 @@ class SessionCache:
         match = _ANNOUNCED.search(part.raw)
         if match is None:
             return True
-        if match.group("partial"):
-            return False
         size = int(match.group("size"))
-        if not fill.policy.min_size <= size <= fill.policy.max_size:
-            return False
+        if match.group("partial") or not fill.policy.min_size <= size <= fill.policy.max_size:
+            return True  # not this item; another of the response may be
         uid_match = _UID_ITEM.search(part.raw)
         if uid_match is None:
             return True
@@ -676,13 +694,13 @@ def _messages(
         if not uid:  # the numbers the map knows a UID for
             if uids is None or len(uids) != mailbox.exists:
                 return None
-            found = []
+            found: list[tuple[int, int]] = []
             for low, high in where.bounds(len(uids)):
                 if low < 1 or high > len(uids):
                     return []
-                found += [(seq, uids[seq - 1]) for seq in range(low, high + 1)]
-                if len(found) > _LOOK_MAX or not all(u for _seq, u in found):
+                if len(found) + high - low + 1 > _LOOK_MAX or 0 in uids[low - 1 : high]:
                     return None
+                found += [(seq, uids[seq - 1]) for seq in range(low, high + 1)]
             return found
         listed = _listed_uids(where)
         if listed is None:

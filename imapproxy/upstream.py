@@ -518,8 +518,9 @@ class UpstreamConnection:
         is half-written. Its untagged responses are collected in
         ``request.untagged`` while it is the oldest request in flight; updates that
         arrive while a client command is older go to the client, as they should.
-        ``collect_fetch``: FETCH responses are collected too (the caller passes on
-        those that are not its answers).
+        ``collect_fetch``: mailbox updates (FETCH, EXPUNGE, EXISTS, ...) are
+        collected too, in order (the caller passes on, in that order, those that
+        are not its answers).
 
         Raises:
             UpstreamError: the connection failed.
@@ -663,7 +664,7 @@ class UpstreamConnection:
             and oldest.client_tag is None
             and (
                 response.name not in MAILBOX_UPDATES
-                or (oldest.collect_fetch and response.name == "FETCH")
+                or (oldest.collect_fetch and response.name != "BYE")
             )
         ):
             oldest.untagged.append(response)

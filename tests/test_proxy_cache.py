@@ -536,3 +536,21 @@ async def test_a_large_streamed_body_is_admitted_on_its_second_fetch(
     assert [a[-1].endswith(b"(from the cache)\r\n") for a in answers] == [False, False, True]
     assert parsed(answers[2][:-1]) == parsed(answers[0][:-1])
     assert len(answers[0][0]) > largest.rfc822_size  # the whole body came
+
+
+async def test_flags_from_the_server_in_cached_responses_are_mapped(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    rule = (
+        '[[rule]]\nname = "cache"\ncache = { admit_after = 1 }\n'
+        'rewrite.flags = { "$Junk" = "Junk" }\n'
+    )
+    with trio.fail_after(30):
+        await dovecot_commands(dovecot, mail_user, b"SELECT INBOX", b"STORE 5 +FLAGS (Junk)")
+    async with cache_session(dovecot, mail_user, proxy_tls, tmp_path, rule=rule) as client:
+        await client.command(b"b", b"SELECT INBOX")
+        await client.command(b"c", b"UID FETCH 5 (FLAGS ENVELOPE)")
+        cached = await client.command(b"d", b"UID FETCH 5 (FLAGS ENVELOPE)")
+    assert cached[-1] == b"d OK Fetch completed (from the cache)\r\n"
+    assert b"$Junk" in cached[0], cached
+    assert b" Junk" not in cached[0].replace(b"$Junk", b""), cached

@@ -835,3 +835,54 @@ async def test_pipelined_fetches_under_a_cache_rule_stay_pipelined(env) -> None:
         await conn.send(b"* 2 FETCH (UID 2 ENVELOPE " + envelope + b")\r\n" + second + b" OK\r\n")
         assert (await client.read_response(b"a"))[-1] == b"a OK\r\n"
         assert (await client.read_response(b"b"))[-1] == b"b OK\r\n"
+
+
+async def test_updates_during_the_caches_own_command_keep_their_order(env) -> None:
+    # The server answers the proxy's own UID FETCH (UID FLAGS) with a FETCH about
+    # another message, an EXPUNGE, then its answer: the client must see them in
+    # that order (the numbers of a FETCH depend on the EXPUNGEs before it), and a
+    # later FETCH from the cache must name the right message.
+    rules = env.rules('[[rule]]\nname = "cache"\ncache = { admit_after = 1 }\n')
+
+    def envelope(uid: int) -> bytes:
+        return b'(NIL "subject-of-uid-%d" NIL NIL NIL NIL NIL NIL NIL NIL)' % uid
+
+    with trio.fail_after(TEST_TIMEOUT):
+        client, conn = await env.logged_in(rules=rules)
+        await client.send(b"s SELECT INBOX\r\n")
+        tag, _, _ = await conn.read_command()
+        await conn.send(
+            b"* 5 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 6] x\r\n"
+            + tag
+            + b" OK [READ-WRITE] Selected\r\n"
+        )
+        await client.read_response(b"s")
+        await client.send(b"a FETCH 1:5 (UID ENVELOPE)\r\n")  # fills, teaches the map
+        tag, _, _ = await conn.read_command()
+        answers = b"".join(
+            b"* %d FETCH (UID %d ENVELOPE " % (n, n) + envelope(n) + b")\r\n" for n in range(1, 6)
+        )
+        await conn.send(answers + tag + b" OK\r\n")
+        await client.read_response(b"a")
+        await client.send(b"b UID FETCH 3 (FLAGS ENVELOPE)\r\n")
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"FETCH 3 (UID FLAGS)")  # the envelope: cached
+        await conn.send(
+            b"* 4 FETCH (UID 4 FLAGS (\\Flagged))\r\n* 2 EXPUNGE\r\n"
+            b"* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n" + tag + b" OK\r\n"
+        )
+        # A message went meanwhile: the server answers the client's command.
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"FETCH 3 (FLAGS ENVELOPE)")
+        await conn.send(b"* 2 FETCH (UID 3 FLAGS (\\Seen) ENVELOPE " + envelope(3) + b")\r\n")
+        await conn.send(tag + b" OK\r\n")
+        got = await client.read_response(b"b")
+        assert got[:3] == [
+            b"* 4 FETCH (UID 4 FLAGS (\\Flagged))\r\n",
+            b"* 2 EXPUNGE\r\n",
+            b"* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n",
+        ]
+        assert got[3].startswith(b"* 2 FETCH (UID 3 FLAGS (\\Seen) ENVELOPE ")
+        await client.send(b"c FETCH 4 (ENVELOPE)\r\n")  # now UID 5
+        done = await client.read_response(b"c")
+        assert b"subject-of-uid-5" in done[0], done

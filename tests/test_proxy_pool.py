@@ -163,3 +163,21 @@ async def test_connections_with_state_or_too_old_are_not_kept(
                 await running.proxy.wait_quiet()
             assert (len(pool), pool.reused) == (0, 0)
         running.proxy.shutdown()
+
+
+async def test_close_or_a_failed_select_before_logout_still_pools(
+    dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    async with trio.open_nursery() as nursery:
+        running = await pool_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        pool = pool_of(running)
+        with trio.fail_after(30):
+            for commands in ((b"EXAMINE INBOX", b"CLOSE"), (b"SELECT NoSuchBox",)):
+                client = await proxy_login(running, mail_user)
+                for command in commands:
+                    await client.command(b"b", command)
+                await client.command(b"z", b"LOGOUT")
+                await client.aclose()
+                await running.proxy.wait_quiet()
+                assert len(pool) == 1, commands
+        running.proxy.shutdown()
