@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from imapproxy.wire import Command, Mailbox, SequenceSet
 from imapproxy.wire.commands import (
+    AclArgs,
     AppendArgs,
     CommandArgs,
     CopyArgs,
@@ -71,7 +72,7 @@ def describe_args(args: CommandArgs, *, utf8: bool = False) -> tuple[tuple[str, 
     """:func:`describe` for arguments already parsed (or translated)."""
     mailboxes: tuple[Mailbox, ...] = ()
     sequence: SequenceSet | None = None
-    if isinstance(args, SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs):
+    if isinstance(args, SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs | AclArgs):
         mailboxes = (args.mailbox,)
     elif isinstance(args, RenameArgs):
         mailboxes = (args.old, args.new)

@@ -39,6 +39,7 @@ from imapproxy.rules import MailboxPattern, Rewrite, canonical
 from imapproxy.wire import Command, Mailbox, Response
 from imapproxy.wire.build import FrameBuilder, build_response
 from imapproxy.wire.commands import (
+    AclArgs,
     AppendArgs,
     CommandArgs,
     CopyArgs,
@@ -62,8 +63,10 @@ from imapproxy.wire.search import SearchKey
 
 __all__ = ["RENAMED_RESPONSES", "Names", "Untranslatable"]
 
+#: Untagged responses whose first value is a mailbox name (RFC 4314, RFC 9208).
+_MAILBOX_FIRST = frozenset({"ACL", "LISTRIGHTS", "MYRIGHTS", "QUOTAROOT"})
 #: Untagged responses that carry mailbox names the client must see translated.
-RENAMED_RESPONSES = frozenset({"LIST", "LSUB", "STATUS", "NAMESPACE"})
+RENAMED_RESPONSES = frozenset({"LIST", "LSUB", "STATUS", "NAMESPACE"}) | _MAILBOX_FIRST
 
 _WILDCARDS = ("*", "%")
 
@@ -181,7 +184,8 @@ class Names:
 
     def _renamed_args(self, args: CommandArgs) -> CommandArgs | None:
         if isinstance(
-            args, SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs | CopyArgs
+            args,
+            SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs | CopyArgs | AclArgs,
         ):
             mailbox = self.up(args.mailbox)
             return None if mailbox is args.mailbox else replace(args, mailbox=mailbox)
@@ -367,6 +371,8 @@ class Names:
         """``response`` (LIST, LSUB, STATUS or NAMESPACE) as the client sees it:
         its raw bytes when nothing changes, rebuilt when a name does, None when
         the client must not see it (no client name, or outside ``listing``)."""
+        if response.name in _MAILBOX_FIRST:
+            return self._mailbox_first(response)
         try:
             data = response.data
         except ParseError:
@@ -399,6 +405,27 @@ class Names:
         else:
             return response.frame.raw
         return build_response(rebuilt, name=response.name, utf8=self.utf8).raw
+
+    def _mailbox_first(self, response: Response) -> bytes | None:
+        """``* ACL mailbox ...`` (MYRIGHTS, LISTRIGHTS, QUOTAROOT): the mailbox in
+        the client's form, the rest as it came."""
+        raw = response.frame.raw
+        start = raw.find(b" ", 2) + 1  # after "* NAME "
+        reader = Reader(response.frame, start - 1, response=True)
+        try:
+            reader.sp()
+            mailbox = reader.mailbox()
+        except ParseError:
+            return raw
+        client = self.down(mailbox)
+        if client is None:
+            return None
+        if client is mailbox:
+            return raw
+        name = FrameBuilder(utf8=self.utf8).mailbox(client).build()
+        if name.literals:
+            return raw
+        return raw[:start] + name.raw[:-2] + raw[reader.pos :]
 
     def _listed(self, mailbox: Mailbox, listing: MailboxPattern | None) -> bool:
         if listing is None:

@@ -144,23 +144,11 @@ _LOCAL_AFTER_LOGIN = frozenset(
     }
 )
 #: Commands with mailbox arguments the codec does not parse (GenericArgs): with
-#: mailbox rules loaded they are refused, and their capabilities withheld.
-_UNJUDGED = frozenset(
-    {
-        "SETACL",
-        "DELETEACL",
-        "GETACL",
-        "LISTRIGHTS",
-        "MYRIGHTS",
-        "SETMETADATA",
-        "GETMETADATA",
-        "GETQUOTAROOT",
-        "REPLACE",
-        "NOTIFY",
-    }
-)
+#: mailbox rules or renaming loaded they are refused, and their capabilities
+#: withheld. (ACL commands and GETQUOTAROOT are parsed: AclArgs.)
+_UNJUDGED = frozenset({"SETMETADATA", "GETMETADATA", "REPLACE", "NOTIFY"})
 _UNJUDGED_CAPABILITIES = frozenset(
-    {"ACL", "METADATA", "METADATA-SERVER", "REPLACE", "NOTIFY", "CATENATE", "URL-PARTIAL"}
+    {"METADATA", "METADATA-SERVER", "REPLACE", "NOTIFY", "CATENATE", "URL-PARTIAL"}
 )
 _UNJUDGED_DENY = Deny(text="Not available through this proxy", code="CANNOT")
 _UNTRANSLATABLE = Deny(text="Mailbox name not valid on this server", code="CANNOT")
@@ -203,6 +191,7 @@ _STATELESS = frozenset(
         "APPEND", "NAMESPACE", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
         "SORT", "THREAD", "GETQUOTAROOT", "GETQUOTA", "UID SEARCH", "UID FETCH",
         "UID STORE", "UID COPY", "UID MOVE", "UID EXPUNGE", "UID SORT", "UID THREAD",
+        "GETACL", "SETACL", "DELETEACL", "LISTRIGHTS", "MYRIGHTS",
     }
 )  # fmt: skip
 #: What enables CONDSTORE for the rest of the connection (RFC 7162 section 3.1),
@@ -956,12 +945,7 @@ class ClientSession:
         caps = self.proxy.capabilities.authenticated(self.upstream.capabilities)
         rules = self.proxy.rules
         if rules is not None and rules.mailbox_aware:
-            caps = tuple(
-                cap
-                for cap in caps
-                if cap.upper() not in _UNJUDGED_CAPABILITIES
-                and not cap.upper().startswith("RIGHTS=")
-            )
+            caps = tuple(cap for cap in caps if cap.upper() not in _UNJUDGED_CAPABILITIES)
         rewrite = self._session_rewrite()
         if rewrite is not None and not rewrite.empty:
             caps = tuple(rewrite.capabilities(caps))

@@ -10,6 +10,7 @@ from imapproxy.naming import Names, Untranslatable
 from imapproxy.rules import MailboxPattern, Rewrite
 from imapproxy.wire import Command, Frame, Response
 from imapproxy.wire.commands import (
+    AclArgs,
     AppendArgs,
     CopyArgs,
     ListArgs,
@@ -263,3 +264,16 @@ def test_a_list_of_only_shadowed_names_lists_nothing() -> None:
         NAMES.command_args(ListArgs(Mailbox(b""), (b"Trash",)))
     both = NAMES.command_args(ListArgs(Mailbox(b""), (b"Trash", b"Drafts")))
     assert both == ListArgs(Mailbox(b""), (b"Drafts",))
+
+
+def test_acl_and_quota_names_are_translated() -> None:
+    assert NAMES.command_args(AclArgs(mb("Sent Items/x"), (b"bob", b"lr"))) == AclArgs(
+        mb("Sent.x"), (b"bob", b"lr")
+    )
+    acl = response(b'* ACL Sent.x bob lr "anyone" l\r\n')
+    assert NAMES.response(acl) == b'* ACL "Sent Items/x" bob lr "anyone" l\r\n'
+    rights = response(b"* MYRIGHTS Trash lrswipkxtea\r\n")
+    assert NAMES.response(rights) == b'* MYRIGHTS "Deleted Items" lrswipkxtea\r\n'
+    root = response(b'* QUOTAROOT INBOX ""\r\n')
+    assert NAMES.response(root) == b'* QUOTAROOT INBOX ""\r\n'  # unchanged: as it came
+    assert NAMES.response(response(b"* MYRIGHTS a/b lr\r\n")) is None  # no client name

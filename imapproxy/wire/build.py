@@ -35,6 +35,7 @@ from typing import TypeVar
 
 from imapproxy.wire.bodystructure import Address, Body, BodyPart, Envelope, Multipart, Params
 from imapproxy.wire.commands import (
+    AclArgs,
     AppendArgs,
     AuthenticateArgs,
     CommandArgs,
@@ -386,6 +387,13 @@ def _w_mailbox(b: FrameBuilder, args: object) -> None:
     b.sp().mailbox(args.mailbox)
 
 
+def _w_acl(b: FrameBuilder, args: object) -> None:
+    assert isinstance(args, AclArgs)
+    b.sp().mailbox(args.mailbox)
+    for value in args.strings:
+        b.sp().astring(value)
+
+
 def _w_create(b: FrameBuilder, args: object) -> None:
     assert isinstance(args, CreateArgs)
     b.sp().mailbox(args.mailbox)
@@ -573,6 +581,7 @@ def _w_generic(b: FrameBuilder, args: object) -> None:
 
 _COMMAND_WRITERS: dict[type, Callable[[FrameBuilder, object], None]] = {
     NoArgs: _w_none,
+    AclArgs: _w_acl,
     LoginArgs: _w_login,
     AuthenticateArgs: _w_authenticate,
     EnableArgs: _w_enable,

@@ -34,6 +34,7 @@ from imapproxy.wire.search import SearchKey, read_search_program
 from imapproxy.wire.values import FetchItem, Mailbox, Secret, SequenceSet
 
 __all__ = [
+    "AclArgs",
     "AppendArgs",
     "AppendMessage",
     "AuthenticateArgs",
@@ -269,6 +270,16 @@ class UidExpungeArgs:
 
 
 @dataclass(frozen=True, slots=True)
+class AclArgs:
+    """ACL commands (RFC 4314: SETACL, DELETEACL, GETACL, LISTRIGHTS, MYRIGHTS) and
+    GETQUOTAROOT (RFC 9208): a mailbox, then ``strings`` (identifier, rights) as
+    astrings."""
+
+    mailbox: Mailbox
+    strings: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class GenericArgs:
     """Arguments of a command the codec has no grammar for, parsed generically."""
 
@@ -294,6 +305,7 @@ CommandArgs = (
     | StoreArgs
     | CopyArgs
     | UidExpungeArgs
+    | AclArgs
     | GenericArgs
 )
 
@@ -538,6 +550,31 @@ def _qresync(reader: Reader) -> QresyncParams:
             seq_match = (seqs, uids)
     reader.close_paren()
     return QresyncParams(uidvalidity, modseq, known, seq_match)
+
+
+#: How many astrings follow the mailbox of each ACL-like command.
+_ACL_STRINGS = {
+    "SETACL": 2,
+    "DELETEACL": 1,
+    "GETACL": 0,
+    "LISTRIGHTS": 1,
+    "MYRIGHTS": 0,
+    "GETQUOTAROOT": 0,
+}
+
+
+def _acl(strings: int) -> Callable[[Reader], AclArgs]:
+    def parse(reader: Reader) -> AclArgs:
+        reader.sp()
+        mailbox = reader.mailbox()
+        values = []
+        for _ in range(strings):
+            reader.sp()
+            values.append(reader.astring())
+        reader.expect_end()
+        return AclArgs(mailbox, tuple(values))
+
+    return parse
 
 
 def _mailbox_only(reader: Reader) -> MailboxArgs:
@@ -824,6 +861,7 @@ _PARSERS: dict[str, Callable[[Reader], CommandArgs]] = {
     "STORE": _store,
     "COPY": _copy,
     "MOVE": _copy,
+    **{name: _acl(count) for name, count in _ACL_STRINGS.items()},
 }
 
 

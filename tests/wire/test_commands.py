@@ -43,7 +43,9 @@ from imapproxy.wire import (
     Section,
     SequenceSet,
 )
+from imapproxy.wire.build import build_command
 from imapproxy.wire.commands import (
+    AclArgs,
     AppendArgs,
     AppendMessage,
     AuthenticateArgs,
@@ -1122,10 +1124,36 @@ def test_login_secret_is_redacted() -> None:
     assert "hunter2" not in repr(args)
 
 
+@pytest.mark.parametrize(
+    ("line", "mailbox", "strings"),
+    [
+        (b"a SETACL INBOX bob lrswi\r\n", b"INBOX", (b"bob", b"lrswi")),
+        (b'a DELETEACL "Sent Items" "bob smith"\r\n', b"Sent Items", (b"bob smith",)),
+        (b"a GETACL Shared/Team\r\n", b"Shared/Team", ()),
+        (b"a LISTRIGHTS INBOX anyone\r\n", b"INBOX", (b"anyone",)),
+        (b"a MYRIGHTS {5}\r\nINBOX\r\n", b"INBOX", ()),
+        (b"a GETQUOTAROOT INBOX\r\n", b"INBOX", ()),
+    ],
+)
+def test_acl_and_quotaroot_name_a_mailbox(
+    line: bytes, mailbox: bytes, strings: tuple[bytes, ...]
+) -> None:
+    args = parse(line).args
+    assert args == AclArgs(Mailbox(mailbox), strings)
+    name = parse(line).name
+    assert parse(build_command(b"a", name, args).raw).args == args  # round trip
+
+
+@pytest.mark.parametrize("line", [b"a SETACL INBOX bob\r\n", b"a GETACL INBOX extra\r\n"])
+def test_acl_arguments_are_counted(line: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse(line).args  # noqa: B018
+
+
 # -- unknown commands: generic arguments, frame intact ---------------------------
 
 GENERIC = [
-    pytest.param(b"a GETQUOTAROOT INBOX\r\n", "GETQUOTAROOT", (Atom(b"INBOX"),), id="GETQUOTAROOT"),
+    pytest.param(b"a GETQUOTA root\r\n", "GETQUOTA", (Atom(b"root"),), id="GETQUOTA"),
     pytest.param(b'a XLIST "" *\r\n', "XLIST", (b"", Atom(b"*")), id="XLIST"),
     pytest.param(
         b"a UID SORT (DATE) UTF-8 ALL\r\n",
