@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from imapproxy.rules import MailboxPattern, Rewrite, canonical
 from imapproxy.wire import Command, Mailbox, Response
@@ -61,7 +61,7 @@ from imapproxy.wire.responses import (
 )
 from imapproxy.wire.search import SearchKey
 
-__all__ = ["RENAMED_RESPONSES", "Names", "Untranslatable"]
+__all__ = ["RENAMED_RESPONSES", "Listing", "Names", "Untranslatable"]
 
 #: Untagged responses whose first value is a mailbox name (RFC 4314, RFC 9208).
 _MAILBOX_FIRST = frozenset({"ACL", "LISTRIGHTS", "MYRIGHTS", "QUOTAROOT"})
@@ -90,6 +90,18 @@ _COMMAND_FLAGS = re.compile(
 
 class Untranslatable(ValueError):
     """A mailbox name (or pattern) has no form on the other side."""
+
+
+@dataclass(slots=True)
+class Listing:
+    """What a LIST or LSUB asked (the client's patterns) and the names shown for
+    it so far."""
+
+    pattern: MailboxPattern
+    shown: set[bytes] = field(default_factory=set)
+
+    def matches(self, name: str) -> bool:
+        return self.pattern.matches(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +223,7 @@ class Names:
             with contextlib.suppress(Untranslatable):
                 yield self.pattern_up(args.reference, pattern)
 
-    def listing(self, args: ListArgs) -> MailboxPattern | None:
+    def listing(self, args: ListArgs) -> Listing | None:
         """What the client's LIST/LSUB asked for, to filter the upstream's answers
         (None: a separator query, nothing to filter)."""
         try:
@@ -220,7 +232,7 @@ class Names:
             return None
         if not all(fulls):
             return None
-        return MailboxPattern.compile(fulls, self.rewrite.client_separator)
+        return Listing(MailboxPattern.compile(fulls, self.rewrite.client_separator))
 
     @staticmethod
     def append_head(
@@ -367,7 +379,7 @@ class Names:
             return self.rewrite.client_separator.encode()
         return delimiter
 
-    def response(self, response: Response, listing: MailboxPattern | None = None) -> bytes | None:
+    def response(self, response: Response, listing: Listing | None = None) -> bytes | None:
         """``response`` (LIST, LSUB, STATUS or NAMESPACE) as the client sees it:
         its raw bytes when nothing changes, rebuilt when a name does, None when
         the client must not see it (no client name, or outside ``listing``)."""
@@ -380,8 +392,14 @@ class Names:
         rebuilt: ListData | MailboxStatus | NamespaceData
         if isinstance(data, ListData):
             mailbox = self.down(data.mailbox)
-            if mailbox is None or not self._listed(mailbox, listing):
+            if mailbox is None:
                 return None
+            if not self._listed(mailbox, listing):
+                if response.name == "LSUB" and listing is not None:
+                    return self._lsub_parent(mailbox, listing)
+                return None
+            if listing is not None:
+                listing.shown.add(mailbox.raw)
             extended = tuple(self._extended(tag, value) for tag, value in data.extended)
             delimiter = self._delimiter(data.delimiter)
             rebuilt = ListData(data.flags, delimiter, mailbox, extended)
@@ -427,7 +445,29 @@ class Names:
             return raw
         return raw[:start] + name.raw[:-2] + raw[reader.pos :]
 
-    def _listed(self, mailbox: Mailbox, listing: MailboxPattern | None) -> bool:
+    def _lsub_parent(self, mailbox: Mailbox, listing: Listing) -> bytes | None:
+        """For LSUB with ``%`` asked as ``*``: a subscribed mailbox below the
+        pattern's level stands for its parent, which LSUB lists as ``\\Noselect``
+        when it is not subscribed itself (RFC 3501 section 6.3.9) -- once."""
+        try:
+            name = mailbox.decode(utf8=self.utf8)
+        except ValueError:
+            return None
+        separator = self.rewrite.client_separator
+        levels = name.split(separator)
+        for depth in range(len(levels) - 1, 0, -1):
+            parent = separator.join(levels[:depth])
+            if listing.matches(parent):
+                wire = Mailbox.from_str(parent, utf8=self.utf8)
+                if wire.raw in listing.shown:
+                    return None
+                listing.shown.add(wire.raw)
+                delimiter = separator.encode()
+                data = ListData((b"\\Noselect",), delimiter, wire)
+                return build_response(data, name="LSUB", utf8=self.utf8).raw
+        return None
+
+    def _listed(self, mailbox: Mailbox, listing: Listing | None) -> bool:
         if listing is None:
             return True
         try:

@@ -69,7 +69,7 @@ from imapproxy.wire.responses import CapabilityData, Kind, has_capability
 from imapproxy.wire.values import Secret
 
 if TYPE_CHECKING:
-    from imapproxy.rules import MailboxPattern
+    from imapproxy.naming import Listing
     from imapproxy.sessioncache import Fill, Merge
 
 __all__ = [
@@ -137,7 +137,7 @@ class Request:
     note: CommandAudit | None = field(default=None, repr=False)
     #: For a LIST/LSUB under mailbox renaming: the client's patterns, which the
     #: (translated) answers must match to be shown.
-    listing: MailboxPattern | None = field(default=None, repr=False)
+    listing: Listing | None = field(default=None, repr=False)
     #: For a FETCH under a ``cache`` rule: what its responses fill the cache with.
     fill: Fill | None = field(default=None, repr=False)
     #: A command of the proxy's own that collects FETCH responses (see command()).

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import dovecot_commands, private_dovecot, start_proxy
+from conftest import dovecot_commands, private_dovecot, proxy_login, start_proxy
 from imap_raw import RawImap
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -204,3 +204,24 @@ async def test_listing_on_the_wire(
             legacy, user, b"EXAMINE Sent", b"SEARCH KEYWORD Junk SUBJECT legacy"
         )
     assert stored[1][0] != b"* SEARCH\r\n", stored
+
+
+async def test_lsub_percent_keeps_the_parents_of_subscribed_children(
+    legacy: DovecotServer, legacy_user: User, proxy_tls: ProxyTls, tmp_path: Path
+) -> None:
+    # Renaming makes the proxy ask for "*" and filter: a subscribed child below the
+    # "%" level must still show its unsubscribed parent, \Noselect (RFC 3501 6.3.9).
+    user = legacy_user
+    with trio.fail_after(30):
+        await dovecot_commands(legacy, user, b"CREATE Projects.Alpha", b"SUBSCRIBE Projects.Alpha")
+        direct = await dovecot_commands(legacy, user, b'LSUB "" "%"')
+    assert b'* LSUB (\\Noselect) "." Projects\r\n' in direct[0]
+    async with trio.open_nursery() as nursery:
+        running = await legacy_proxy(nursery, legacy, proxy_tls, tmp_path)
+        with trio.fail_after(30):
+            client = await proxy_login(running, user)
+            listed = await client.command(b"b", b'LSUB "" "%"')
+            assert listed.count(b'* LSUB (\\Noselect) "/" Projects\r\n') == 1, listed
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
