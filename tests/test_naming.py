@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imapproxy.naming import Names, Untranslatable
-from imapproxy.rules import MailboxPattern, Rewrite
+from imapproxy.naming import Listing, Names, Untranslatable
+from imapproxy.rules import Rewrite
 from imapproxy.wire import Command, Frame, Response
 from imapproxy.wire.commands import (
     AclArgs,
@@ -145,7 +145,7 @@ def test_command_args() -> None:
 
 def test_listing_filters_by_the_clients_patterns() -> None:
     listing = NAMES.listing(ListArgs(Mailbox(b""), (b"Sent*",)))
-    assert isinstance(listing, MailboxPattern)
+    assert isinstance(listing, Listing)
     assert listing.matches("Sent Items")
     assert not listing.matches("Drafts")
     assert NAMES.listing(ListArgs(Mailbox(b""), (b"",))) is None
