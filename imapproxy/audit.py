@@ -26,6 +26,7 @@ from imapproxy.wire.commands import (
     FetchArgs,
     ListArgs,
     MailboxArgs,
+    MetadataArgs,
     RenameArgs,
     SelectArgs,
     StatusArgs,
@@ -57,6 +58,12 @@ def set_summary(value: SequenceSet) -> str:
     return text
 
 
+#: Arguments with one ``mailbox``.
+_NAMES_ONE_MAILBOX = (
+    SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs | AclArgs | MetadataArgs
+)
+
+
 def describe(command: Command, *, utf8: bool = False) -> tuple[tuple[str, ...], str | None]:
     """The mailboxes a command names and its sequence-set summary (if any).
 
@@ -72,7 +79,7 @@ def describe_args(args: CommandArgs, *, utf8: bool = False) -> tuple[tuple[str, 
     """:func:`describe` for arguments already parsed (or translated)."""
     mailboxes: tuple[Mailbox, ...] = ()
     sequence: SequenceSet | None = None
-    if isinstance(args, SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs | AclArgs):
+    if isinstance(args, _NAMES_ONE_MAILBOX):
         mailboxes = (args.mailbox,)
     elif isinstance(args, RenameArgs):
         mailboxes = (args.old, args.new)

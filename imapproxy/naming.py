@@ -46,6 +46,7 @@ from imapproxy.wire.commands import (
     CreateArgs,
     ListArgs,
     MailboxArgs,
+    MetadataArgs,
     RenameArgs,
     SearchArgs,
     SelectArgs,
@@ -64,7 +65,7 @@ from imapproxy.wire.search import SearchKey
 __all__ = ["RENAMED_RESPONSES", "Listing", "Names", "Untranslatable"]
 
 #: Untagged responses whose first value is a mailbox name (RFC 4314, RFC 9208).
-_MAILBOX_FIRST = frozenset({"ACL", "LISTRIGHTS", "MYRIGHTS", "QUOTAROOT"})
+_MAILBOX_FIRST = frozenset({"ACL", "LISTRIGHTS", "MYRIGHTS", "QUOTAROOT", "METADATA"})
 #: Untagged responses that carry mailbox names the client must see translated.
 RENAMED_RESPONSES = frozenset({"LIST", "LSUB", "STATUS", "NAMESPACE"}) | _MAILBOX_FIRST
 
@@ -197,7 +198,14 @@ class Names:
     def _renamed_args(self, args: CommandArgs) -> CommandArgs | None:
         if isinstance(
             args,
-            SelectArgs | MailboxArgs | CreateArgs | StatusArgs | AppendArgs | CopyArgs | AclArgs,
+            SelectArgs
+            | MailboxArgs
+            | CreateArgs
+            | StatusArgs
+            | AppendArgs
+            | CopyArgs
+            | AclArgs
+            | MetadataArgs,
         ):
             mailbox = self.up(args.mailbox)
             return None if mailbox is args.mailbox else replace(args, mailbox=mailbox)

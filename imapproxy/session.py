@@ -145,11 +145,10 @@ _LOCAL_AFTER_LOGIN = frozenset(
 )
 #: Commands with mailbox arguments the codec does not parse (GenericArgs): with
 #: mailbox rules or renaming loaded they are refused, and their capabilities
-#: withheld. (ACL commands and GETQUOTAROOT are parsed: AclArgs.)
-_UNJUDGED = frozenset({"SETMETADATA", "GETMETADATA", "REPLACE", "NOTIFY"})
-_UNJUDGED_CAPABILITIES = frozenset(
-    {"METADATA", "METADATA-SERVER", "REPLACE", "NOTIFY", "CATENATE", "URL-PARTIAL"}
-)
+#: withheld. (ACL commands and GETQUOTAROOT are parsed: AclArgs; METADATA's:
+#: MetadataArgs.)
+_UNJUDGED = frozenset({"REPLACE", "NOTIFY"})
+_UNJUDGED_CAPABILITIES = frozenset({"REPLACE", "NOTIFY", "CATENATE", "URL-PARTIAL"})
 _UNJUDGED_DENY = Deny(text="Not available through this proxy", code="CANNOT")
 _UNTRANSLATABLE = Deny(text="Mailbox name not valid on this server", code="CANNOT")
 _UNMAPPED_KEYWORD = Deny(text="Search by this keyword with SEARCH, not here", code="CANNOT")
@@ -191,7 +190,8 @@ _STATELESS = frozenset(
         "APPEND", "NAMESPACE", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
         "SORT", "THREAD", "GETQUOTAROOT", "GETQUOTA", "UID SEARCH", "UID FETCH",
         "UID STORE", "UID COPY", "UID MOVE", "UID EXPUNGE", "UID SORT", "UID THREAD",
-        "GETACL", "SETACL", "DELETEACL", "LISTRIGHTS", "MYRIGHTS",
+        "GETACL", "SETACL", "DELETEACL", "LISTRIGHTS", "MYRIGHTS", "GETMETADATA",
+        "SETMETADATA",
     }
 )  # fmt: skip
 #: What enables CONDSTORE for the rest of the connection (RFC 7162 section 3.1),

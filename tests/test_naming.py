@@ -14,6 +14,7 @@ from imapproxy.wire.commands import (
     AppendArgs,
     CopyArgs,
     ListArgs,
+    MetadataArgs,
     RenameArgs,
     SelectArgs,
     StatusArgs,
@@ -277,3 +278,12 @@ def test_acl_and_quota_names_are_translated() -> None:
     root = response(b'* QUOTAROOT INBOX ""\r\n')
     assert NAMES.response(root) == b'* QUOTAROOT INBOX ""\r\n'  # unchanged: as it came
     assert NAMES.response(response(b"* MYRIGHTS a/b lr\r\n")) is None  # no client name
+
+
+def test_metadata_names_are_translated() -> None:
+    args = MetadataArgs(mb("Sent Items"), (), (b"/private/comment",))
+    assert NAMES.command_args(args) == MetadataArgs(mb("Sent"), (), (b"/private/comment",))
+    server = MetadataArgs(Mailbox(b""), (), (b"/shared/admin",))
+    assert NAMES.command_args(server) in (None, server)  # the server's own: unchanged
+    meta = response(b'* METADATA Sent.2024 (/private/comment "x")\r\n')
+    assert NAMES.response(meta) == b'* METADATA "Sent Items/2024" (/private/comment "x")\r\n'

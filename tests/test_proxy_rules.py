@@ -372,10 +372,12 @@ async def test_unjudged_commands_and_catenate_with_mailbox_rules(
             assert b"URL-PARTIAL" not in caps
             catenated = await client.command(b"c", b'APPEND Drafts CATENATE (URL "/Junk/;UID=1")')
             assert catenated[-1] == b"c NO [CANNOT] Not available through this proxy\r\n"
-            meta = await client.command(b"d", b'SETMETADATA Junk (/private/comment "x")')
-            assert meta[-1].startswith(b"d NO [CANNOT]")
-            # ACL and quota commands name their mailbox: judged like the others.
-            for tag, command in ((b"e", b"GETACL Junk"), (b"f", b"GETQUOTAROOT Junk")):
+            # ACL, quota and METADATA commands name their mailbox: judged like the others.
+            for tag, command in (
+                (b"d", b'SETMETADATA Junk (/private/comment "x")'),
+                (b"e", b"GETACL Junk"),
+                (b"f", b"GETQUOTAROOT Junk"),
+            ):
                 hidden = await client.command(tag, command)
                 assert hidden[-1].startswith(tag + b" NO [NONEXISTENT]"), hidden
             await client.command(b"z", b"LOGOUT")

@@ -49,6 +49,7 @@ from imapproxy.wire.commands import (
     ListArgs,
     LoginArgs,
     MailboxArgs,
+    MetadataArgs,
     NoArgs,
     RenameArgs,
     SearchArgs,
@@ -394,6 +395,15 @@ def _w_acl(b: FrameBuilder, args: object) -> None:
         b.sp().astring(value)
 
 
+def _w_metadata(b: FrameBuilder, args: object) -> None:
+    assert isinstance(args, MetadataArgs)
+    if args.options:
+        b.sp().paren(args.options, b.value)
+    b.sp().mailbox(args.mailbox)
+    for value in args.rest:
+        b.sp().value(value)
+
+
 def _w_create(b: FrameBuilder, args: object) -> None:
     assert isinstance(args, CreateArgs)
     b.sp().mailbox(args.mailbox)
@@ -582,6 +592,7 @@ def _w_generic(b: FrameBuilder, args: object) -> None:
 _COMMAND_WRITERS: dict[type, Callable[[FrameBuilder, object], None]] = {
     NoArgs: _w_none,
     AclArgs: _w_acl,
+    MetadataArgs: _w_metadata,
     LoginArgs: _w_login,
     AuthenticateArgs: _w_authenticate,
     EnableArgs: _w_enable,

@@ -50,6 +50,7 @@ __all__ = [
     "ListArgs",
     "LoginArgs",
     "MailboxArgs",
+    "MetadataArgs",
     "NoArgs",
     "RenameArgs",
     "SearchArgs",
@@ -280,6 +281,18 @@ class AclArgs:
 
 
 @dataclass(frozen=True, slots=True)
+class MetadataArgs:
+    """GETMETADATA and SETMETADATA (RFC 5464): GETMETADATA's ``options`` (the
+    parenthesised list before the mailbox, or ``()``), the mailbox (``""`` for
+    the server), then ``rest``: the entries, or SETMETADATA's entry-value list,
+    as generic values."""
+
+    mailbox: Mailbox
+    options: tuple[Value, ...] = ()
+    rest: tuple[Value, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class GenericArgs:
     """Arguments of a command the codec has no grammar for, parsed generically."""
 
@@ -306,6 +319,7 @@ CommandArgs = (
     | CopyArgs
     | UidExpungeArgs
     | AclArgs
+    | MetadataArgs
     | GenericArgs
 )
 
@@ -573,6 +587,25 @@ def _acl(strings: int) -> Callable[[Reader], AclArgs]:
             values.append(reader.astring())
         reader.expect_end()
         return AclArgs(mailbox, tuple(values))
+
+    return parse
+
+
+def _metadata(get: bool) -> Callable[[Reader], MetadataArgs]:
+    def parse(reader: Reader) -> MetadataArgs:
+        reader.sp()
+        options: tuple[Value, ...] = ()
+        if get and reader.peek() == 0x28:  # "(": GETMETADATA's options
+            options = reader.paren_list(reader.value)
+            reader.sp()
+        mailbox = reader.mailbox()
+        rest = []
+        while not reader.at_end():
+            reader.sp()
+            rest.append(reader.value())
+        if not rest:
+            raise reader.error("Expected metadata entries")
+        return MetadataArgs(mailbox, options, tuple(rest))
 
     return parse
 
@@ -862,6 +895,8 @@ _PARSERS: dict[str, Callable[[Reader], CommandArgs]] = {
     "COPY": _copy,
     "MOVE": _copy,
     **{name: _acl(count) for name, count in _ACL_STRINGS.items()},
+    "GETMETADATA": _metadata(get=True),
+    "SETMETADATA": _metadata(get=False),
 }
 
 

@@ -60,6 +60,7 @@ from imapproxy.wire.commands import (
     ListArgs,
     LoginArgs,
     MailboxArgs,
+    MetadataArgs,
     NoArgs,
     QresyncParams,
     RenameArgs,
@@ -1420,3 +1421,26 @@ def test_streamed_login_literal_cannot_be_copied() -> None:
     with pytest.raises(ParseError) as excinfo:
         _ = command.args
     assert (excinfo.value.reply.kind, excinfo.value.reply.tag) == ("BAD", b"a1")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"a GETMETADATA (MAXSIZE 1024 DEPTH 1) INBOX (/private/comment /shared/comment)\r\n",
+        b'a GETMETADATA "" /shared/admin\r\n',
+        b'a SETMETADATA Junk (/private/comment "x y")\r\n',
+        b"a SETMETADATA INBOX (/private/comment NIL)\r\n",
+        b"a SETMETADATA INBOX (/private/comment {3}\r\nabc)\r\n",
+    ],
+)
+def test_metadata_names_a_mailbox(line: bytes) -> None:
+    command = parse(line)
+    args = command.args
+    assert isinstance(args, MetadataArgs)
+    again = parse(build_command(b"a", command.name, args).raw).args
+    assert again == args
+
+
+def test_metadata_needs_entries() -> None:
+    with pytest.raises(ParseError):
+        parse(b"a GETMETADATA INBOX\r\n").args  # noqa: B018
