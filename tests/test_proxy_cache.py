@@ -110,6 +110,20 @@ async def cache_session(
         running.proxy.shutdown()
 
 
+async def each_reads(
+    running: RunningProxy, users: tuple[User, ...], mailbox: bytes, bodies: dict[str, bytes]
+) -> None:
+    """Each of ``users`` in turn reads UID 1 of ``mailbox``: their own message."""
+    with trio.fail_after(30):
+        for user in users:
+            client = await proxy_login(running, user)
+            await client.command(b"b", b"EXAMINE " + mailbox)
+            got = await client.command(b"c", b"UID FETCH 1 (BODY.PEEK[])")
+            assert got[0].endswith(bodies[user.name] + b")\r\n"), (user.name, got)
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+
+
 async def in_thread(fn: Callable[[], Any]) -> Any:
     with trio.fail_after(120):
         return await trio.to_thread.run_sync(fn)
@@ -218,14 +232,7 @@ async def test_a_user_never_gets_another_users_part(
             )
     async with trio.open_nursery() as nursery:
         running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path)
-        with trio.fail_after(30):
-            for user in (alice, bob, alice, bob):
-                client = await proxy_login(running, user)
-                await client.command(b"b", b"EXAMINE Private")
-                got = await client.command(b"c", b"UID FETCH 1 (BODY.PEEK[])")
-                assert got[0].endswith(messages[user.name] + b")\r\n"), (user.name, got)
-                await client.command(b"z", b"LOGOUT")
-                await client.aclose()
+        await each_reads(running, (alice, bob, alice, bob), b"Private", messages)
         running.proxy.shutdown()
 
 
@@ -458,14 +465,7 @@ async def test_shared_is_only_for_the_servers_shared_namespaces(
     alice, bob = twin_users
     async with trio.open_nursery() as nursery:
         running = await cache_proxy(nursery, dovecot, proxy_tls, tmp_path, rule=example)
-        with trio.fail_after(30):
-            for user in (alice, alice, alice, bob):
-                client = await proxy_login(running, user)
-                await client.command(b"b", b"EXAMINE Public/Secret")
-                got = await client.command(b"c", b"UID FETCH 1 (BODY.PEEK[])")
-                assert got[0].endswith(bodies[user.name] + b")\r\n"), (user.name, got)
-                await client.command(b"z", b"LOGOUT")
-                await client.aclose()
+        await each_reads(running, (alice, alice, alice, bob), b"Public/Secret", bodies)
         running.proxy.shutdown()
 
 

@@ -81,10 +81,7 @@ async def test_a_wrong_password_never_gets_a_pooled_connection(
         running = await pool_proxy(nursery, dovecot, proxy_tls, tmp_path)
         pool = pool_of(running)
         with trio.fail_after(30):
-            client = await proxy_login(running, mail_user)
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-            await running.proxy.wait_quiet()
+            await visit(running, mail_user)
             assert len(pool) == 1
             wrong = await _raw(running)
             login = f'LOGIN "{mail_user.name}" "not-{mail_user.password}"'.encode()
@@ -98,6 +95,17 @@ async def test_a_wrong_password_never_gets_a_pooled_connection(
             await right.command(b"z", b"LOGOUT")
             await right.aclose()
         running.proxy.shutdown()
+
+
+async def visit(running: RunningProxy, user: User, *commands: bytes) -> list[list[bytes]]:
+    """A session of ``user``: LOGIN, ``commands``, LOGOUT; returns when the proxy
+    is done with it (its upstream connection pooled or logged out)."""
+    client = await proxy_login(running, user)
+    replies = [await client.command(b"c%d" % i, command) for i, command in enumerate(commands)]
+    await client.command(b"z", b"LOGOUT")
+    await client.aclose()
+    await running.proxy.wait_quiet()
+    return replies
 
 
 async def _raw(running: RunningProxy) -> RawImap:
@@ -116,13 +124,10 @@ async def test_a_selected_mailbox_is_unselected_never_closed(
         running = await pool_proxy(nursery, dovecot, proxy_tls, tmp_path)
         pool = pool_of(running)
         with trio.fail_after(30):
-            client = await proxy_login(running, mail_user)
-            selected = await client.command(b"b", b"SELECT INBOX")
+            selected, _ = await visit(
+                running, mail_user, b"SELECT INBOX", b"STORE 1 +FLAGS.SILENT (\\Deleted)"
+            )
             exists = next(line for line in selected if line.endswith(b" EXISTS\r\n"))
-            await client.command(b"c", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-            await running.proxy.wait_quiet()
             assert len(pool) == 1
             again = await proxy_login(running, mail_user)
             assert pool.reused == 1
@@ -144,11 +149,7 @@ async def test_connections_with_state_or_too_old_are_not_kept(
         pool = pool_of(running)
         with trio.fail_after(30):
             for stateful in (b"ENABLE CONDSTORE", b"EXAMINE INBOX (CONDSTORE)"):
-                client = await proxy_login(running, mail_user)
-                await client.command(b"b", stateful)
-                await client.command(b"z", b"LOGOUT")
-                await client.aclose()
-                await running.proxy.wait_quiet()
+                await visit(running, mail_user, stateful)
                 assert len(pool) == 0, stateful  # logged out, not kept
         running.proxy.shutdown()
     async with trio.open_nursery() as nursery:
@@ -157,10 +158,7 @@ async def test_connections_with_state_or_too_old_are_not_kept(
         pool = pool_of(running)
         with trio.fail_after(30):
             for _ in range(2):
-                client = await proxy_login(running, mail_user)
-                await client.command(b"z", b"LOGOUT")
-                await client.aclose()
-                await running.proxy.wait_quiet()
+                await visit(running, mail_user)
             assert (len(pool), pool.reused) == (0, 0)
         running.proxy.shutdown()
 
@@ -173,11 +171,6 @@ async def test_close_or_a_failed_select_before_logout_still_pools(
         pool = pool_of(running)
         with trio.fail_after(30):
             for commands in ((b"EXAMINE INBOX", b"CLOSE"), (b"SELECT NoSuchBox",)):
-                client = await proxy_login(running, mail_user)
-                for command in commands:
-                    await client.command(b"b", command)
-                await client.command(b"z", b"LOGOUT")
-                await client.aclose()
-                await running.proxy.wait_quiet()
+                await visit(running, mail_user, *commands)
                 assert len(pool) == 1, commands
         running.proxy.shutdown()
