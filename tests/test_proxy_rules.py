@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,22 @@ async def rules_proxy(nursery, dovecot, proxy_tls, tmp_path: Path, rules: dict[s
     """The proxy in front of Dovecot with ``[rules]`` set to ``rules``."""
     upstreams = [dovecot_upstream(dovecot)]
     return await start_proxy(nursery, tmp_path / "proxy", proxy_tls, upstreams, rules=rules)
+
+
+@asynccontextmanager
+async def rules_session(
+    dovecot: DovecotServer, tls: ProxyTls, tmp_path: Path, rules: dict[str, object], user: User
+) -> AsyncIterator[RawImap]:
+    """A proxy with ``[rules]`` set to ``rules`` and a raw client logged in to it
+    as ``user``; LOGOUT and shutdown at the end, everything within 30 s."""
+    async with trio.open_nursery() as nursery:
+        running = await rules_proxy(nursery, dovecot, tls, tmp_path, rules)
+        with trio.fail_after(30):
+            client = await login(running.implicit_port, running.ssl_context(), user)
+            yield client
+            await client.command(b"z", b"LOGOUT")
+            await client.aclose()
+        running.proxy.shutdown()
 
 
 async def login(port: int, ctx, user: User) -> RawImap:
@@ -74,39 +92,33 @@ async def test_read_only_archive(
             dovecot, mail_user, b"SELECT Archive", b"STORE 1:2 -FLAGS.SILENT (\\Seen)"
         )
         before = await archive_state(dovecot, mail_user)
-    async with trio.open_nursery() as nursery:
-        running = await rules_proxy(
-            nursery, dovecot, proxy_tls, tmp_path, rules_config("20-read-only-archive.toml")
-        )
-        with trio.fail_after(30):
-            client = await login(running.implicit_port, running.ssl_context(), mail_user)
-            selected = await client.command(b"b", b"SELECT Archive")
-            # SELECT became EXAMINE: the server says READ-ONLY.
-            assert b"[READ-ONLY]" in selected[-1], selected
-            stored = await client.command(b"c", b"STORE 1 +FLAGS (\\Flagged \\Seen)")
-            assert stored[-1].startswith(b"c NO [NOPERM]")
-            expunged = await client.command(b"d", b"EXPUNGE")
-            assert expunged[-1].startswith(b"d NO [NOPERM]")
-            moved = await client.command(b"d2", b"MOVE 1 INBOX")
-            assert moved[-1].startswith(b"d2 NO [NOPERM]")
-            # Reading every message whole (not PEEK) sets no \Seen: EXAMINE.
-            read = await client.command(b"d3", b"FETCH 1:* BODY[]")
-            assert read[-1].startswith(b"d3 OK")
-            # APPEND into the archive: refused before the client gets "+".
-            await client.send(b"e APPEND Archive {5}\r\n")
-            assert (await client.read_line()).startswith(b"e NO [NOPERM]")
-            # The mailbox name as a literal: its "+" is due, the message's is not.
-            await client.send(b"e2 APPEND {7}\r\n")
-            assert (await client.read_line()).startswith(b"+ ")
-            await client.send(b"Archive {5}\r\n")
-            assert (await client.read_line()).startswith(b"e2 NO [NOPERM]")
-            # Copying out of the archive is a read; into it, a write.
-            await client.command(b"f", b"SELECT INBOX")
-            into = await client.command(b"g", b"COPY 1 Archive")
-            assert into[-1].startswith(b"g NO [NOPERM]")
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with rules_session(
+        dovecot, proxy_tls, tmp_path, rules_config("20-read-only-archive.toml"), mail_user
+    ) as client:
+        selected = await client.command(b"b", b"SELECT Archive")
+        # SELECT became EXAMINE: the server says READ-ONLY.
+        assert b"[READ-ONLY]" in selected[-1], selected
+        stored = await client.command(b"c", b"STORE 1 +FLAGS (\\Flagged \\Seen)")
+        assert stored[-1].startswith(b"c NO [NOPERM]")
+        expunged = await client.command(b"d", b"EXPUNGE")
+        assert expunged[-1].startswith(b"d NO [NOPERM]")
+        moved = await client.command(b"d2", b"MOVE 1 INBOX")
+        assert moved[-1].startswith(b"d2 NO [NOPERM]")
+        # Reading every message whole (not PEEK) sets no \Seen: EXAMINE.
+        read = await client.command(b"d3", b"FETCH 1:* BODY[]")
+        assert read[-1].startswith(b"d3 OK")
+        # APPEND into the archive: refused before the client gets "+".
+        await client.send(b"e APPEND Archive {5}\r\n")
+        assert (await client.read_line()).startswith(b"e NO [NOPERM]")
+        # The mailbox name as a literal: its "+" is due, the message's is not.
+        await client.send(b"e2 APPEND {7}\r\n")
+        assert (await client.read_line()).startswith(b"+ ")
+        await client.send(b"Archive {5}\r\n")
+        assert (await client.read_line()).startswith(b"e2 NO [NOPERM]")
+        # Copying out of the archive is a read; into it, a write.
+        await client.command(b"f", b"SELECT INBOX")
+        into = await client.command(b"g", b"COPY 1 Archive")
+        assert into[-1].startswith(b"g NO [NOPERM]")
     with trio.fail_after(30):
         after = await archive_state(dovecot, mail_user)
     assert after == before  # nothing changed, no message gained \Seen
@@ -255,33 +267,27 @@ async def test_reload_swaps_rules_for_the_next_command(
 async def test_hidden_folders(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        running = await rules_proxy(
-            nursery, dovecot, proxy_tls, tmp_path, rules_config("40-hide-folders.toml")
-        )
-        with trio.fail_after(30):
-            client = await login(running.implicit_port, running.ssl_context(), mail_user)
-            listed = await client.command(b"b", b'LIST "" "*"')
-            names = [line.rsplit(b" ", 1)[-1].strip() for line in listed[:-1]]
-            assert b"Junk" not in names
-            assert b"INBOX" in names
-            with_status = await client.command(b"c", b'LIST "" "*" RETURN (STATUS (MESSAGES))')
-            assert not any(b"Junk" in line for line in with_status)
-            assert any(line.startswith(b"* STATUS INBOX") for line in with_status)
-            for tag, command in [
-                (b"d", b"SELECT Junk"),
-                (b"e", b"STATUS Junk (MESSAGES)"),
-                (b"f", b"RENAME Archive/2024 Junk"),
-                (b"g", b"DELETE Junk"),
-            ]:
-                reply = await client.command(tag, command)
-                assert reply[-1] == tag + b" NO [NONEXISTENT] Mailbox doesn't exist\r\n"
-            await client.command(b"h", b"SELECT INBOX")
-            copied = await client.command(b"i", b"COPY 1 Junk")
-            assert copied[-1].startswith(b"i NO [NONEXISTENT]")
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with rules_session(
+        dovecot, proxy_tls, tmp_path, rules_config("40-hide-folders.toml"), mail_user
+    ) as client:
+        listed = await client.command(b"b", b'LIST "" "*"')
+        names = [line.rsplit(b" ", 1)[-1].strip() for line in listed[:-1]]
+        assert b"Junk" not in names
+        assert b"INBOX" in names
+        with_status = await client.command(b"c", b'LIST "" "*" RETURN (STATUS (MESSAGES))')
+        assert not any(b"Junk" in line for line in with_status)
+        assert any(line.startswith(b"* STATUS INBOX") for line in with_status)
+        for tag, command in [
+            (b"d", b"SELECT Junk"),
+            (b"e", b"STATUS Junk (MESSAGES)"),
+            (b"f", b"RENAME Archive/2024 Junk"),
+            (b"g", b"DELETE Junk"),
+        ]:
+            reply = await client.command(tag, command)
+            assert reply[-1] == tag + b" NO [NONEXISTENT] Mailbox doesn't exist\r\n"
+        await client.command(b"h", b"SELECT INBOX")
+        copied = await client.command(b"i", b"COPY 1 Junk")
+        assert copied[-1].startswith(b"i NO [NONEXISTENT]")
 
 
 async def test_capabilities_id_and_greeting(
@@ -320,19 +326,15 @@ async def test_commands_per_second(
     dovecot: DovecotServer, shared_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
     rule = '[[rule]]\nname = "slow"\nlimit = { commands_per_second = 20 }\n'
-    async with trio.open_nursery() as nursery:
-        running = await rules_proxy(nursery, dovecot, proxy_tls, tmp_path, rules_config(extra=rule))
-        with trio.fail_after(30):
-            client = await login(running.implicit_port, running.ssl_context(), shared_user)
-            started = trio.current_time()
-            await client.send(b"".join(b"n%d NOOP\r\n" % i for i in range(30)))
-            for i in range(30):
-                await client.read_until_tagged(b"n%d" % i)
-            # A burst of 20, then 10 more at 20 per second: at least half a second.
-            assert trio.current_time() - started >= 0.45
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with rules_session(
+        dovecot, proxy_tls, tmp_path, rules_config(extra=rule), shared_user
+    ) as client:
+        started = trio.current_time()
+        await client.send(b"".join(b"n%d NOOP\r\n" % i for i in range(30)))
+        for i in range(30):
+            await client.read_until_tagged(b"n%d" % i)
+        # A burst of 20, then 10 more at 20 per second: at least half a second.
+        assert trio.current_time() - started >= 0.45
 
 
 async def test_pipelined_behind_select_is_judged_on_the_new_mailbox(
@@ -340,20 +342,14 @@ async def test_pipelined_behind_select_is_judged_on_the_new_mailbox(
 ) -> None:
     with trio.fail_after(30):
         before = await archive_state(dovecot, mail_user)
-    async with trio.open_nursery() as nursery:
-        running = await rules_proxy(
-            nursery, dovecot, proxy_tls, tmp_path, rules_config("20-read-only-archive.toml")
-        )
-        with trio.fail_after(30):
-            client = await login(running.implicit_port, running.ssl_context(), mail_user)
-            await client.command(b"b", b"SELECT INBOX")
-            await client.send(b"c SELECT Archive\r\nd MOVE 1 INBOX\r\n")
-            await client.read_until_tagged(b"c")
-            moved = await client.read_until_tagged(b"d")
-            assert moved[-1].startswith(b"d NO [NOPERM]"), moved
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with rules_session(
+        dovecot, proxy_tls, tmp_path, rules_config("20-read-only-archive.toml"), mail_user
+    ) as client:
+        await client.command(b"b", b"SELECT INBOX")
+        await client.send(b"c SELECT Archive\r\nd MOVE 1 INBOX\r\n")
+        await client.read_until_tagged(b"c")
+        moved = await client.read_until_tagged(b"d")
+        assert moved[-1].startswith(b"d NO [NOPERM]"), moved
     with trio.fail_after(30):
         assert await archive_state(dovecot, mail_user) == before
 
@@ -361,28 +357,22 @@ async def test_pipelined_behind_select_is_judged_on_the_new_mailbox(
 async def test_unjudged_commands_and_catenate_with_mailbox_rules(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        running = await rules_proxy(
-            nursery, dovecot, proxy_tls, tmp_path, rules_config("40-hide-folders.toml")
-        )
-        with trio.fail_after(30):
-            client = await login(running.implicit_port, running.ssl_context(), mail_user)
-            caps = (await client.command(b"b", b"CAPABILITY"))[0]
-            assert b" CATENATE" not in caps
-            assert b"URL-PARTIAL" not in caps
-            catenated = await client.command(b"c", b'APPEND Drafts CATENATE (URL "/Junk/;UID=1")')
-            assert catenated[-1] == b"c NO [CANNOT] Not available through this proxy\r\n"
-            # ACL, quota and METADATA commands name their mailbox: judged like the others.
-            for tag, command in (
-                (b"d", b'SETMETADATA Junk (/private/comment "x")'),
-                (b"e", b"GETACL Junk"),
-                (b"f", b"GETQUOTAROOT Junk"),
-            ):
-                hidden = await client.command(tag, command)
-                assert hidden[-1].startswith(tag + b" NO [NONEXISTENT]"), hidden
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with rules_session(
+        dovecot, proxy_tls, tmp_path, rules_config("40-hide-folders.toml"), mail_user
+    ) as client:
+        caps = (await client.command(b"b", b"CAPABILITY"))[0]
+        assert b" CATENATE" not in caps
+        assert b"URL-PARTIAL" not in caps
+        catenated = await client.command(b"c", b'APPEND Drafts CATENATE (URL "/Junk/;UID=1")')
+        assert catenated[-1] == b"c NO [CANNOT] Not available through this proxy\r\n"
+        # ACL, quota and METADATA commands name their mailbox: judged like the others.
+        for tag, command in (
+            (b"d", b'SETMETADATA Junk (/private/comment "x")'),
+            (b"e", b"GETACL Junk"),
+            (b"f", b"GETQUOTAROOT Junk"),
+        ):
+            hidden = await client.command(tag, command)
+            assert hidden[-1].startswith(tag + b" NO [NONEXISTENT]"), hidden
 
 
 async def test_login_rule_on_the_upstream_and_audit_fields(
@@ -427,31 +417,25 @@ async def test_rename_of_a_parent_is_judged_with_its_children(
     dovecot: DovecotServer, mail_user: User, proxy_tls: ProxyTls, tmp_path: Path, rules_config
 ) -> None:
     hide_child = '[[rule]]\nname = "hide 2024"\nrewrite.hide = "Archive/2024"\n'
-    async with trio.open_nursery() as nursery:
-        running = await rules_proxy(
-            nursery,
-            dovecot,
-            proxy_tls,
-            tmp_path,
-            rules_config("30-no-deleting-shared-folders.toml", extra=hide_child),
-        )
-        with trio.fail_after(30):
-            client = await login(running.implicit_port, running.ssl_context(), mail_user)
-            # "Shared" itself matches no rule, but Shared/Projects moves with it.
-            shared = await client.command(b"b", b"RENAME Shared Other")
-            assert shared[-1] == b"b NO [NOPERM] Shared folders are managed by IT\r\n"
-            # A hidden child would reappear under the new name.
-            archive = await client.command(b"c", b"RENAME Archive Old")
-            assert archive[-1] == b"c NO [NOPERM] This mailbox cannot be renamed\r\n"
-            # Without such children a RENAME goes through.
-            await client.command(b"d", b"CREATE Plain/Child")
-            renamed = await client.command(b"e", b"RENAME Plain Renamed")
-            assert renamed[-1].startswith(b"e OK"), renamed
-            listed = await client.command(b"f", b'LIST "" "Shared*"')
-            assert any(line.endswith(b"Shared/Projects\r\n") for line in listed)
-            await client.command(b"z", b"LOGOUT")
-            await client.aclose()
-        running.proxy.shutdown()
+    async with rules_session(
+        dovecot,
+        proxy_tls,
+        tmp_path,
+        rules_config("30-no-deleting-shared-folders.toml", extra=hide_child),
+        mail_user,
+    ) as client:
+        # "Shared" itself matches no rule, but Shared/Projects moves with it.
+        shared = await client.command(b"b", b"RENAME Shared Other")
+        assert shared[-1] == b"b NO [NOPERM] Shared folders are managed by IT\r\n"
+        # A hidden child would reappear under the new name.
+        archive = await client.command(b"c", b"RENAME Archive Old")
+        assert archive[-1] == b"c NO [NOPERM] This mailbox cannot be renamed\r\n"
+        # Without such children a RENAME goes through.
+        await client.command(b"d", b"CREATE Plain/Child")
+        renamed = await client.command(b"e", b"RENAME Plain Renamed")
+        assert renamed[-1].startswith(b"e OK"), renamed
+        listed = await client.command(b"f", b'LIST "" "Shared*"')
+        assert any(line.endswith(b"Shared/Projects\r\n") for line in listed)
 
 
 async def test_trace_of_a_matching_session(
