@@ -84,6 +84,8 @@ _RFC822_KEYS = {
     b"RFC822.HEADER": b"BODY[HEADER]",
 }
 _UID_ITEM = re.compile(rb"[( ]UID ([0-9]+)")
+#: Keys a session keeps built (about 200 bytes each).
+_KEY_MEMO = 50_000
 #: The longest message set the proxy writes into a command of its own (servers
 #: limit lines: Dovecot to 64 KiB).
 _MAX_SET = 8192
@@ -145,6 +147,9 @@ class SessionCache:
         #: FETCH FLAGS the server sent to the proxy's own commands, held for the
         #: responses from the cache.
         self._own: list[Response] = []
+        #: Keys already built for the mailbox :meth:`key` last built keys for.
+        self._keys_of: tuple[str, str, str, int] | None = None
+        self._key_memo: dict[tuple[int, bytes], CacheKey] = {}
         #: Responses being collected (their octets count against the proxy's budget).
         self._streams: set[StreamCapture] = set()
         #: Prefixes of the server's other-users and shared namespaces (None: not
@@ -171,14 +176,25 @@ class SessionCache:
         return Fill(policy, upstream.config.name, owner, name, mailbox.uidvalidity)
 
     def key(self, fill: Fill, uid: int, item: bytes) -> CacheKey:
-        return CacheKey(
-            upstream=fill.upstream,
-            owner=fill.owner,
-            mailbox=fill.mailbox,
-            uidvalidity=fill.uidvalidity,
-            uid=uid,
-            item=item,
-        )
+        """The entry of ``item`` of message ``uid`` (keys of the mailbox the session
+        has open are kept: a warm FETCH of many messages builds none)."""
+        where = (fill.upstream, fill.owner, fill.mailbox, fill.uidvalidity)
+        if where != self._keys_of:
+            self._keys_of, self._key_memo = where, {}
+        memo = self._key_memo
+        key = memo.get((uid, item))
+        if key is None:
+            if len(memo) >= _KEY_MEMO:
+                memo.clear()
+            key = memo[uid, item] = CacheKey(
+                upstream=fill.upstream,
+                owner=fill.owner,
+                mailbox=fill.mailbox,
+                uidvalidity=fill.uidvalidity,
+                uid=uid,
+                item=item,
+            )
+        return key
 
     def _keys(self, fill: Fill, messages: list[tuple[int, int]], the_plan: Plan) -> list[CacheKey]:
         """The entries a plan needs, message by message."""
