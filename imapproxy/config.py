@@ -746,13 +746,15 @@ class Multiplex(Section):
 
     enabled: StrictBool = False
     """Keep and reuse logged-in upstream connections."""
-    max_sessions_per_connection: Annotated[int, Field(strict=True, ge=1, le=1)] = 1
-    """Client sessions one upstream connection serves at a time (1: reuse only, no
-    concurrent sharing yet)."""
+    max_sessions_per_connection: Annotated[int, Field(strict=True, ge=1, le=10_000)] = 1
+    """Client sessions one upstream connection serves at a time. 1: reuse only;
+    above 1, concurrent sessions of a user share its connections."""
     max_connections_per_user: Count = 2
-    """Idle logged-in connections kept per user (and upstream)."""
+    """Logged-in connections per user (and upstream) kept idle; with sharing, the
+    connections the user's sessions share (a SELECT that would need one more is
+    refused with ``[LIMIT]``)."""
     max_connections: Count = 100
-    """Idle logged-in connections kept in all."""
+    """Logged-in connections kept idle, or shared, in all."""
     idle_expiry: Duration = 60.0
     """How long an idle connection is kept for the next login."""
     reuse_max_age: Duration = 300.0

@@ -32,6 +32,7 @@ from imapproxy.config import Config, ConfigError, Listener, load_config
 from imapproxy.fetchcache import CaptureBudget
 from imapproxy.limits import ConnectionLimiter, KeyedGate, LoginThrottle, RateLimiter
 from imapproxy.logs import get_logger
+from imapproxy.mux import Multiplexer
 from imapproxy.pool import Pooled, UpstreamPool
 from imapproxy.router import Router
 from imapproxy.rules import RuleSet, load_configured_rules
@@ -101,6 +102,13 @@ class Proxy:
         self.background: trio.Nursery | None = None
         #: Idle logged-in upstream connections for reuse (docs/multiplex.md).
         self.pool = UpstreamPool(config.multiplex) if config.multiplex.enabled else None
+        #: Upstream connections shared by concurrent sessions of a user (sharing:
+        #: ``max_sessions_per_connection`` above 1).
+        self.mux = (
+            Multiplexer(config.multiplex, config.timeouts, self._spawn)
+            if config.multiplex.enabled and config.multiplex.max_sessions_per_connection > 1
+            else None
+        )
         self.sessions: set[ClientSession] = set()
         self.listening: list[BoundListener] = []
         self._refusals: trio.Semaphore | None = None
@@ -132,12 +140,20 @@ class Proxy:
                 scope.cancel()
             if self.pool is not None:
                 self.close_pooled(self.pool.drain())
+            if self.mux is not None:
+                for shared in self.mux.drain():
+                    background.start_soon(shared.logout)
             # Work sessions left behind (entries being stored): a short grace.
             background.cancel_scope.deadline = trio.current_time() + _BACKGROUND_GRACE
         self.background = None
         if self.cache is not None:
             log.info("cache counters", **self.cache.stats.snapshot())
             await self.cache.aclose()
+
+    def _spawn(self, task: Callable[[], Awaitable[object]]) -> None:
+        """Run ``task`` for as long as the proxy serves (a shared connection)."""
+        assert self.background is not None, "shared connections exist only while serving"
+        self.background.start_soon(task)
 
     def close_pooled(self, entries: list[Pooled]) -> None:
         """Log out pooled connections that may not be reused, in the background."""
@@ -153,6 +169,9 @@ class Proxy:
             while True:
                 await trio.sleep(every)
                 self.close_pooled(self.pool.sweep(trio.current_time()))
+                if self.mux is not None and self.background is not None:
+                    for shared in self.mux.sweep(trio.current_time()):
+                        self.background.start_soon(shared.logout)
 
     async def _cache_counters(self, scope: trio.CancelScope) -> None:
         """The cache's counters in the log every few minutes (when they moved)."""

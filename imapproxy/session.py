@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import ipaddress
 import itertools
 import re
@@ -55,6 +56,7 @@ from imapproxy import __version__
 from imapproxy.audit import CommandAudit, describe_args, mailbox_text
 from imapproxy.logs import bind_context, bound_context, bound_logger, enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
+from imapproxy.mux import Lane, NotShared
 from imapproxy.naming import RENAMED_RESPONSES, Names, Untranslatable
 from imapproxy.pool import Pooled, PoolKey
 from imapproxy.router import normalise_user
@@ -100,6 +102,7 @@ from imapproxy.wire.commands import (
     LoginArgs,
     NoArgs,
     RenameArgs,
+    SearchArgs,
     SelectArgs,
 )
 from imapproxy.wire.reader import ParseError
@@ -110,7 +113,9 @@ from imapproxy.wire.responses import (
     Kind,
     ListData,
     MailboxStatus,
+    SearchData,
 )
+from imapproxy.wire.search import SearchKey
 from imapproxy.wire.values import Mailbox, Secret
 
 if TYPE_CHECKING:
@@ -273,7 +278,8 @@ class ClientSession:
         #: Whose mailboxes these are: the SASL authorization identity when the
         #: client gave one, else the login name. Rules see this user.
         self.identity: str | None = None
-        self.upstream: UpstreamConnection | None = None
+        #: The server side: a connection of its own, or a lane of a shared one.
+        self.upstream: UpstreamConnection | Lane | None = None
         self.mailbox: SelectedMailbox | None = None
         self.enabled: set[str] = set()
         self.client_id: tuple[tuple[bytes, bytes | None], ...] = ()
@@ -464,7 +470,9 @@ class ClientSession:
                 await self.flush()
             await trio.aclose_forcefully(self._stream)
             upstream = self.upstream
-            if upstream is not None:  # closed too: a lost connection still has its socket
+            if isinstance(upstream, Lane):
+                upstream.release()  # the shared connection stays for the user's others
+            elif upstream is not None:  # closed too: a lost connection has its socket
                 if self._cmd is not None or upstream.in_flight:
                     await upstream.aclose()  # mid-command: never complete it
                 elif not await self._to_pool(upstream):
@@ -531,9 +539,8 @@ class ClientSession:
         is then not given to another login), or selects a mailbox."""
         if command.name in ("SELECT", "EXAMINE"):
             self._ever_selected = True
-        if command.name in _STATELESS and _STATEFUL_WORDS.search(command.frame.raw) is None:
-            return
-        self._stateful = True
+        if _stateful(command):
+            self._stateful = True
 
     def shutdown(self) -> None:
         """Server shutdown: end now if idle, else once the commands in flight are done."""
@@ -828,14 +835,33 @@ class ClientSession:
             await trio.sleep(self._login_delay(key, limits, failed=True))
             self.tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
             return
-        pooled = self._from_pool(upstream_cfg, credentials)
-        if pooled is not None:
+        conn: UpstreamConnection | Lane
+        mux, pool, now = proxy.mux, proxy.pool, trio.current_time()
+        lane = None
+        if mux is not None and pool is not None:
+            # Sharing (docs/multiplex.md): a connection of this user's, when the
+            # password is the one the upstream accepted there.
+            shared_key = pool.key(upstream_cfg, credentials, ip)
+            digest = pool.digest(upstream_cfg.name, credentials)
+            lane = mux.join(shared_key, digest, now)
+            if lane is not None:
+                log.info("upstream connection shared", upstream=upstream_cfg.name)
+        pooled = self._from_pool(upstream_cfg, credentials) if lane is None else None
+        if lane is not None:
+            conn, verified_at = lane, now
+        elif pooled is not None:
             conn, verified_at = pooled.conn, pooled.verified_at
         else:
             fresh = await self._fresh_login(tag, credentials, key, limits, upstream_cfg)
             if fresh is None:
                 return
             conn, verified_at = fresh, trio.current_time()
+            if mux is not None and pool is not None:
+                lane = mux.adopt(shared_key, digest, verified_at, fresh)
+                if lane is not None:
+                    conn = lane
+        if lane is not None:
+            lane.opener = functools.partial(self._upstream_login, upstream_cfg, credentials)
         if proxy.pool is not None:
             self._pool_entry = (
                 proxy.pool.key(upstream_cfg, credentials, ip),
@@ -911,6 +937,30 @@ class ClientSession:
             return None
         return conn
 
+    async def _upstream_login(
+        self, upstream_cfg: Upstream, credentials: Credentials
+    ) -> UpstreamConnection:
+        """Another upstream connection logged in as this session's user (for a
+        shared mailbox, or a dedicated connection). Raises UpstreamError."""
+        proxy = self.proxy
+        conn = await UpstreamConnection.open(
+            upstream_cfg, proxy.upstream_ssl[upstream_cfg.name], proxy.config.timeouts
+        )
+        try:
+            identified = await conn.identify(self._id_params(upstream_cfg.trusted))
+            if upstream_cfg.trusted and (identified is None or identified.name != "OK"):
+                raise UpstreamError("upstream refused ID with the client's address")
+            result = await conn.authenticate(credentials)
+            if result.name != "OK":
+                raise UpstreamError("upstream refused the login it accepted before")
+        except (UpstreamError, LocalProtocolError) as exc:
+            await conn.aclose()
+            raise UpstreamError(str(exc)) from None
+        except BaseException:
+            await conn.aclose()
+            raise
+        return conn
+
     def _from_pool(self, upstream_cfg: Upstream, credentials: Credentials) -> Pooled | None:
         """A pooled connection this login may take (docs/multiplex.md), if any."""
         pool = self.proxy.pool
@@ -984,7 +1034,14 @@ class ClientSession:
         upstream = self.upstream
         assert upstream is not None
         try:
-            await upstream.run()
+            while True:
+                await upstream.run()
+                if self.upstream is upstream:
+                    break
+                # The session moved from a shared connection to one of its own.
+                upstream = self.upstream
+                assert upstream is not None
+                upstream.downstream = self
             reason = "upstream closed the connection"
         except UpstreamError as exc:
             reason = str(exc)
@@ -1015,12 +1072,12 @@ class ClientSession:
         """End the relay when the upstream is silent too long while a command waits
         on it (``upstream_response``), or when the client sent nothing for ``idle``
         seconds with nothing but an IDLE in flight (RFC 9051 autologout timer)."""
-        upstream = self.upstream
-        assert upstream is not None
         timeouts = self.proxy.config.timeouts
         limit, idle = timeouts.upstream_response, timeouts.idle
         while True:
             await trio.sleep(min(limit / 4, idle / 4, 5.0))
+            upstream = self.upstream
+            assert upstream is not None
             now = trio.current_time()
             oldest = upstream.oldest
             if self._write_lock.locked():
@@ -1324,6 +1381,12 @@ class ClientSession:
                 await trio.sleep(wait)
         if self.proxy.pool is not None:
             self._taint(command)
+        if isinstance(upstream, Lane) and _stateful(command):
+            # Per-connection state is never left on a shared connection.
+            if not await self._go_dedicated(command):
+                return None
+            upstream = self.upstream
+            assert upstream is not None
         cache = self._fetch_cache(command, decision)
         partial: Partial | None = None
         if cache is not None and isinstance(args, FetchArgs):
@@ -1362,6 +1425,18 @@ class ClientSession:
             readonly = name == "EXAMINE" or examine
             self._selecting[request] = SelectedMailbox(args.mailbox, readonly=readonly)
         forward = _Forward(command, request, examine=examine, args=upstream_args)
+        if isinstance(upstream, Lane):
+            # Sequence numbers are this session's own: UID forms go upstream.
+            effective = "EXAMINE" if examine else name
+            try:
+                shared = upstream.translate(
+                    request, effective, args, rebuild=not command.frame.literals
+                )
+            except NotShared as exc:
+                upstream.refuse(request, exc)
+                return None
+            if shared != (effective, args):
+                forward.name, forward.args = shared
         if partial is not None:  # the server is asked only what the cache lacks
             forward.args, forward.name = partial.args, partial.name
         if names is not None and isinstance(client_args, ListArgs):
@@ -1371,6 +1446,79 @@ class ClientSession:
             forward.flags = names
         return forward
 
+    async def _go_dedicated(self, command: Command) -> bool:
+        """Move the session from its shared connection to one of its own, before
+        ``command`` (which leaves state on a connection); with a mailbox selected,
+        it is selected there too and the session's numbering carried over. False
+        when it could not (the client has its answer)."""
+        lane = self.upstream
+        assert isinstance(lane, Lane)
+        while lane.oldest is not None:  # what it sent first is answered first
+            await lane.oldest.done.wait()
+        shown: list[bytes] = []
+        try:
+            if lane.opener is None:
+                raise UpstreamError("no way to log in again")
+            conn = await lane.opener()
+        except UpstreamError as exc:
+            log.warning("upstream error", error=str(exc))
+            self.tagged(
+                command.tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE"
+            )
+            return False
+        view, mailbox = lane.view, lane.shared.mailbox
+        if view is not None and mailbox is not None:
+            try:
+                shown = await self._reselect(conn, lane, mailbox.name, view)
+            except (UpstreamError, LocalProtocolError) as exc:
+                await conn.aclose()
+                log.warning("upstream error", error=str(exc))
+                self.tagged(command.tag, "NO", "Mail server unavailable", "UNAVAILABLE")
+                return False
+            if shown and command.name in ("FETCH", "STORE", "SEARCH", "SORT", "THREAD"):
+                # Expunges may not be shown during these (RFC 9051 section 7.5.1).
+                await conn.logout()
+                self.tagged(
+                    command.tag, "NO", "Messages were expunged; NOOP, then retry", "EXPUNGEISSUED"
+                )
+                return False
+        self.upstream = conn
+        lane.migrate()
+        await lane.finished.wait()  # the shared connection's last words come first
+        for line in shown:
+            self._untagged(Response.parse(Frame(line)))
+        log.info("moved to a dedicated upstream connection", command=command.name)
+        return True
+
+    async def _reselect(
+        self, conn: UpstreamConnection, lane: Lane, name: Mailbox, view: list[int]
+    ) -> list[bytes]:
+        """Select the lane's mailbox on ``conn`` as the session has it; the updates
+        that bring the session's numbering to the new connection's (expunges in
+        descending order, then EXISTS)."""
+        verb = "EXAMINE" if lane.readonly else "SELECT"
+        done, _ = await conn.simple_command(verb, SelectArgs(name))
+        if done.name != "OK":
+            raise UpstreamError(f"{verb} on the dedicated connection failed")
+        done, untagged = await conn.simple_command("UID SEARCH", SearchArgs(SearchKey("ALL")))
+        uids: set[int] = set()
+        for response in untagged:
+            with contextlib.suppress(ParseError):
+                data = response.data
+                if isinstance(data, SearchData):
+                    uids.update(data.numbers)
+        if done.name != "OK":
+            raise UpstreamError("UID SEARCH on the dedicated connection failed")
+        shown: list[bytes] = []
+        kept = list(view)
+        for seq in range(len(view), 0, -1):
+            if view[seq - 1] not in uids:
+                shown.append(b"* %d EXPUNGE\r\n" % seq)
+                del kept[seq - 1]
+        if len(uids) != len(kept):
+            shown.append(b"* %d EXISTS\r\n" % len(uids))
+        return shown
+
     def _fetch_cache(
         self, command: Command, decision: Decision | None
     ) -> tuple[SessionCache, CachePolicy] | None:
@@ -1379,6 +1527,7 @@ class ClientSession:
         side = self.cache_side
         if (
             side is None
+            or isinstance(self.upstream, Lane)  # not on a shared connection (yet)
             or decision is None
             or decision.cache is None
             or command.base_name != "FETCH"
@@ -1943,6 +2092,20 @@ _ESEARCH_TAG = re.compile(rb'\* ESEARCH \(TAG ("[^"\\]*"|[^ ()"]+)', re.IGNORECA
 
 
 _CODE = re.compile(rb"\S+ [A-Za-z]+ \[([A-Za-z0-9.-]+)")
+
+
+def _stateful(command: Command) -> bool:
+    """Whether ``command`` leaves state on the upstream connection beyond the
+    selected mailbox: ENABLE, CONDSTORE or QRESYNC in any form, SEARCHRES (``$``,
+    ``RETURN (SAVE)``), NOTIFY, or a command the proxy does not list as stateless."""
+    if command.name not in _STATELESS or _STATEFUL_WORDS.search(command.frame.raw):
+        return True
+    if command.base_name == "SEARCH":
+        with contextlib.suppress(ParseError):
+            args = command.args
+            options = args.return_options if isinstance(args, SearchArgs) else None
+            return any(name.upper() == "SAVE" for name, _ in options or ())
+    return False
 
 
 def _code_of(line: bytes) -> str | None:

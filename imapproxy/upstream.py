@@ -465,10 +465,12 @@ class UpstreamConnection:
         client_tag: bytes | None = None,
         *,
         relay_continuations: bool = False,
+        tag: bytes | None = None,
     ) -> Request:
-        """Register a request with a fresh upstream tag (in flight from now on)."""
+        """Register a request with a fresh upstream tag, or ``tag`` (one the
+        multiplexer chose), in flight from now on."""
         request = Request(
-            next(self._tags),
+            tag or next(self._tags),
             name,
             client_tag,
             relay_continuations=relay_continuations,

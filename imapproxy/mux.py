@@ -1,0 +1,1480 @@
+"""Concurrent sharing of upstream connections (docs/multiplex.md, "Sharing").
+
+With ``[multiplex] max_sessions_per_connection`` above 1, client sessions of the
+same user (and SASL authorization identity, and upstream) share that user's
+logged-in upstream connections. The pieces:
+
+* :class:`Multiplexer` (one per proxy) keeps a :class:`UserGroup` per user: its
+  :class:`SharedConnection` objects and the keyed hash of the password the upstream
+  last accepted (as :mod:`imapproxy.pool` checks it).
+* :class:`SharedConnection` owns one :class:`~imapproxy.upstream.UpstreamConnection`.
+  Its reader task routes what the server sends by meaning; a keeper task runs the
+  proxy's own commands (learning the UIDs of new messages, IDLE). One command is on
+  the connection at a time (*the turn*): results carry no tag, so only then can
+  they be told apart. The connection tracks its selected mailbox with the full
+  sequence-number-to-UID map, and each message's flags as last seen.
+* :class:`Lane` is a session's end: it offers the session the interface of an
+  :class:`~imapproxy.upstream.UpstreamConnection` (requests, writing, a reader
+  loop), so the session's relay -- rules, audit, renaming -- is the same on a shared
+  connection. It keeps the session's own *view* of the mailbox (its sequence
+  numbers, as UIDs) and the expunges it has not been shown yet.
+
+Correctness, as RFC 9051 asks of one server connection, per session:
+
+* A command is buffered whole (literal data included; spooled to disk above
+  :data:`SPOOL_AT`) before it goes onto the connection, so a client that stops
+  mid-command never leaves the connection half-written.
+* Sequence numbers are the session's: FETCH, STORE, COPY, MOVE and SEARCH go
+  upstream in UID form, translated through the session's view, and FETCH and
+  SEARCH results are numbered back.
+* An EXPUNGE is shown to a session only while one of its commands is in progress,
+  never during its sequence-number FETCH, STORE or SEARCH (section 7.5.1); until
+  then its view keeps the old numbering. EXISTS is shown as soon as the UIDs of the
+  new messages are known (the keeper asks), to every session on the mailbox.
+* Results (LIST, STATUS, SEARCH, FETCH data asked for, ...) go only to the session
+  whose command is on the connection. A changed FLAGS of a message -- whoever
+  changed it, a ``.SILENT`` STORE included (sent upstream without ``.SILENT``) --
+  goes to the other sessions on the mailbox as an unsolicited FETCH.
+* A SELECT of a mailbox that another session of the user has open in the same mode
+  joins its connection, answered from the tracked state; otherwise the mailbox is
+  selected on a connection no session has a mailbox open on, or a new one (up to
+  ``max_connections_per_user``; beyond that the SELECT is refused with ``[LIMIT]``).
+* CLOSE of a shared read-write mailbox is sent as EXPUNGE (which is what CLOSE does
+  to the mailbox) and never deselects it for the others; UNSELECT is the lane's.
+* IDLE is the lane's: the client is told ``+ idling`` at once and sees the updates
+  as they come; the connection itself IDLEs while a session idles and no command
+  is waiting, and says DONE as soon as one is.
+* What leaves state on a connection (ENABLE, CONDSTORE in any form, QRESYNC,
+  SEARCHRES, NOTIFY, commands the proxy does not know) is never sent on a shared
+  connection: the session moves to a dedicated connection first (the session does
+  that, see ``ClientSession._go_dedicated``).
+* The reader never waits for a client: each lane queues what it is sent, in memory
+  up to :data:`LANE_MEMORY` and in a temporary file beyond (up to
+  :data:`LANE_SPOOL_MAX`, then the session is ended as too slow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import itertools
+import re
+import tempfile
+from bisect import bisect_left
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import IO, TYPE_CHECKING, Literal
+
+import trio
+
+from imapproxy.logs import get_logger
+from imapproxy.mailbox import SelectedMailbox
+from imapproxy.upstream import Request, UpstreamConnection, UpstreamError
+from imapproxy.wire import Frame, Response, SequenceSet
+from imapproxy.wire.commands import (
+    CommandArgs,
+    CopyArgs,
+    FetchArgs,
+    NoArgs,
+    SearchArgs,
+    StoreArgs,
+)
+from imapproxy.wire.framing import FramePart, LiteralChunk
+from imapproxy.wire.reader import ParseError
+from imapproxy.wire.responses import EsearchData, FetchData, Kind, SearchData
+from imapproxy.wire.search import SearchKey
+from imapproxy.wire.values import Mailbox
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from imapproxy.config import Multiplex, Timeouts, Upstream
+    from imapproxy.pool import PoolKey
+    from imapproxy.upstream import Downstream
+
+__all__ = ["Lane", "Multiplexer", "NotShared", "SharedConnection", "UserGroup"]
+
+log = get_logger("imapproxy.mux")
+
+#: Octets a lane keeps in memory for its client before spooling to disk.
+LANE_MEMORY = 4 * 1024 * 1024
+#: Octets a lane may spool for a client that does not read; beyond, it is cut.
+LANE_SPOOL_MAX = 1024 * 1024 * 1024
+#: A buffered command's literal data goes to a temporary file beyond this size.
+SPOOL_AT = 1024 * 1024
+#: How long the connection IDLEs before renewing it (RFC 9051: under 30 minutes).
+IDLE_RENEW = 25 * 60.0
+#: Commands whose sequence numbers a lane translates to UIDs.
+_TRANSLATED = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH"})
+#: Commands that use sequence numbers but whose arguments are not parsed: sent as
+#: they are while the session's numbering is the connection's.
+_UNTRANSLATED = frozenset({"SORT", "THREAD"})
+#: Commands during which an EXPUNGE must not be shown (RFC 9051 section 7.5.1).
+_NO_EXPUNGE_DURING = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
+#: Commands valid only with a mailbox selected (never sent for a session without).
+_SELECTED_ONLY = frozenset(
+    {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
+     "SORT", "THREAD", "ESEARCH"}
+)  # fmt: skip
+#: Commands whose FETCH responses are the command's results.
+_FETCHING = frozenset({"FETCH", "UID FETCH", "STORE", "UID STORE"})
+_NUMBER = re.compile(rb"\* (\d+) ")
+
+
+class NotShared(Exception):
+    """A command cannot run on the shared connection as the session's numbering
+    stands; the session answers it with ``text`` (and the response ``code``)."""
+
+    def __init__(self, status: str, code: str | None, text: str) -> None:
+        super().__init__(text)
+        self.status, self.code, self.text = status, code, text
+
+
+# -- the proxy's side ------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class UserGroup:
+    """One user's shared connections (per upstream, authzid, and for a trusted
+    upstream the client address: a :data:`~imapproxy.pool.PoolKey`)."""
+
+    key: PoolKey
+    digest: bytes
+    verified_at: float
+    conns: list[SharedConnection] = field(default_factory=list)
+
+
+class Multiplexer:
+    """The shared connections of all users (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Multiplex,
+        timeouts: Timeouts,
+        spawn: Callable[[Callable[[], Awaitable[object]]], None],
+    ) -> None:
+        self.settings = settings
+        self.timeouts = timeouts
+        self._spawn = spawn
+        self.groups: dict[PoolKey, UserGroup] = {}
+        self._tags = (f"M{n}".encode("ascii") for n in itertools.count(1))
+
+    def __len__(self) -> int:
+        return sum(len(group.conns) for group in self.groups.values())
+
+    def next_tag(self) -> bytes:
+        return next(self._tags)
+
+    def join(self, key: PoolKey, digest: bytes, now: float) -> Lane | None:
+        """A lane on a connection of the group for a login whose credentials hash
+        to ``digest`` (checked in constant time), if the upstream checked them less
+        than ``reuse_max_age`` ago and a connection has room; else None."""
+        group = self.groups.get(key)
+        if group is None or not hmac.compare_digest(group.digest, digest):
+            return None
+        if now - group.verified_at > self.settings.reuse_max_age:
+            return None
+        conn = self._roomiest(group)
+        if conn is None:
+            return None
+        return Lane(conn)
+
+    def adopt(
+        self, key: PoolKey, digest: bytes, now: float, upstream: UpstreamConnection
+    ) -> Lane | None:
+        """Share ``upstream`` (just logged in with credentials hashing to ``digest``)
+        in the user's group; None when the group or the proxy is at its limit (the
+        session keeps it as a dedicated connection)."""
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = UserGroup(key, digest, now)
+        if len(group.conns) >= self.settings.max_connections_per_user or (
+            len(self) >= self.settings.max_connections
+        ):
+            if not group.conns:
+                del self.groups[key]
+            return None
+        group.digest, group.verified_at = digest, now
+        shared = SharedConnection(self, group, upstream)
+        group.conns.append(shared)
+        self._spawn(shared.run)
+        return Lane(shared)
+
+    def _roomiest(self, group: UserGroup) -> SharedConnection | None:
+        best: SharedConnection | None = None
+        for conn in group.conns:
+            if conn.closed or len(conn.lanes) >= self.settings.max_sessions_per_connection:
+                continue
+            if best is None or len(conn.lanes) < len(best.lanes):
+                best = conn
+        return best
+
+    def find(self, group: UserGroup, mailbox: Mailbox, readonly: bool) -> SharedConnection | None:
+        """A connection of the group with ``mailbox`` selected in that mode and room."""
+        limit = self.settings.max_sessions_per_connection
+        for conn in group.conns:
+            selected = conn.mailbox
+            if (
+                not conn.closed
+                and selected is not None
+                and selected.readonly == readonly
+                and selected.name.raw == mailbox.raw
+                and len(conn.lanes) < limit
+            ):
+                return conn
+        return None
+
+    def free(self, group: UserGroup, lane: Lane) -> SharedConnection | None:
+        """A connection of the group on which no session (but ``lane``) has a
+        mailbox open, with room: one to select another mailbox on."""
+        limit = self.settings.max_sessions_per_connection
+        candidates = [
+            conn
+            for conn in group.conns
+            if not conn.closed
+            and not any(other.view is not None for other in conn.lanes if other is not lane)
+            and (len(conn.lanes) < limit or lane in conn.lanes)
+        ]
+        if lane.shared in candidates:
+            return lane.shared
+        return min(candidates, key=lambda conn: len(conn.lanes), default=None)
+
+    def can_grow(self, group: UserGroup) -> bool:
+        return (
+            len(group.conns) < self.settings.max_connections_per_user
+            and len(self) < self.settings.max_connections
+        )
+
+    def add(self, group: UserGroup, upstream: UpstreamConnection) -> SharedConnection:
+        shared = SharedConnection(self, group, upstream)
+        group.conns.append(shared)
+        self._spawn(shared.run)
+        return shared
+
+    def forget(self, shared: SharedConnection) -> None:
+        group = shared.group
+        if shared in group.conns:
+            group.conns.remove(shared)
+        if not group.conns and self.groups.get(group.key) is group:
+            del self.groups[group.key]
+
+    def sweep(self, now: float) -> list[SharedConnection]:
+        """The connections no session used for ``idle_expiry``, or whose login is
+        older than ``reuse_max_age`` with no session on them: to be logged out."""
+        out = []
+        for group in list(self.groups.values()):
+            for conn in list(group.conns):
+                if conn.lanes:
+                    continue
+                idle = now - conn.idle_since > self.settings.idle_expiry
+                stale = now - group.verified_at > self.settings.reuse_max_age
+                if idle or stale or conn.closed:
+                    self.forget(conn)
+                    out.append(conn)
+        return out
+
+    def drain(self) -> list[SharedConnection]:
+        out = [conn for group in self.groups.values() for conn in group.conns]
+        self.groups.clear()
+        return out
+
+
+# -- one shared connection ---------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class _Turn:
+    """A lane's command on the connection: the lane's request and the connection's."""
+
+    lane: Lane | None
+    request: Request | None  # the lane's (None: the proxy's own)
+    upstream: Request | None = None
+    name: str = ""
+    silent: bool = False  # a STORE whose FETCH results the client did not ask for
+    searched: bool = False  # a SEARCH translated to UID SEARCH: results numbered back
+    close: bool = False  # a CLOSE sent as EXPUNGE: the lane left the mailbox
+
+    @property
+    def may_expunge(self) -> bool:
+        """Whether the session may be shown expunges now: during its own command,
+        unless it is a FETCH, STORE or SEARCH by sequence number (RFC 9051 7.5.1)."""
+        return self.request is not None and self.request.name not in _NO_EXPUNGE_DURING
+
+
+class SharedConnection:
+    """One upstream connection shared by lanes (see the module docstring)."""
+
+    def __init__(self, mux: Multiplexer, group: UserGroup, conn: UpstreamConnection) -> None:
+        self.mux = mux
+        self.group = group
+        self.conn = conn
+        conn.downstream = self
+        self.lanes: set[Lane] = set()
+        #: The mailbox selected on the connection (its UIDs tracked), if any.
+        self.mailbox: SelectedMailbox | None = None
+        #: FLAGS and OK [PERMANENTFLAGS] of its SELECT, for the sessions that join.
+        self.select_data: list[Response] = []
+        #: Whether its SELECT said ``OK [UNSEEN n]`` (then so does a join).
+        self.select_unseen = False
+        #: Each message's FLAGS as last seen (UID -> the parenthesised list).
+        self.flags: dict[int, bytes] = {}
+        self.closed = False
+        self.idle_since = trio.current_time()
+        self._turn = trio.Semaphore(1)
+        self._wanted = 0  # tasks waiting for the turn
+        self.current: _Turn | None = None
+        self._completions: deque[tuple[_Turn, Response | None]] = deque()
+        self._wake = trio.Event()
+        self._grew = False  # EXISTS grew: the new UIDs must be learned
+        self._idle_request: Request | None = None
+        self._idle_started = trio.Event()
+        self._streaming: Lane | None = None  # the lane a streamed response goes to
+        self._dropping = False  # a streamed response no lane gets
+
+    def __repr__(self) -> str:
+        return f"SharedConnection({self.conn!r}, {len(self.lanes)} lanes, {self.mailbox!r})"
+
+    @property
+    def on_mailbox(self) -> list[Lane]:
+        return [lane for lane in self.lanes if lane.view is not None]
+
+    # -- tasks -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The reader and the keeper, until the connection ends."""
+        reason = "connection closed"
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keeper, nursery.cancel_scope)
+                try:
+                    await self.conn.run()
+                    reason = "upstream closed the connection"
+                except UpstreamError as exc:
+                    reason = str(exc)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._lost(reason)
+            with trio.CancelScope(shield=True):
+                await self.conn.aclose()
+
+    def _lost(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.mux.forget(self)
+        if self.lanes:
+            log.warning("shared upstream connection lost", error=reason, sessions=len(self.lanes))
+        for lane in list(self.lanes):
+            lane.lost()
+        self.lanes.clear()
+
+    async def logout(self) -> None:
+        """Log out (an idle connection no session uses)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.mux.forget(self)
+        try:
+            with trio.move_on_after(2.0):
+                await self._acquire()
+                if not self.conn.closed:
+                    await self.conn.command("LOGOUT", NoArgs())
+        except UpstreamError:
+            pass
+        finally:
+            await self.conn.aclose()
+
+    async def _acquire(self) -> None:
+        self._wanted += 1
+        self._wake.set()
+        try:
+            await self._turn.acquire()
+        finally:
+            self._wanted -= 1
+
+    def _release(self) -> None:
+        self.current = None
+        self._turn.release()
+        self._wake.set()
+
+    async def _keeper(self, scope: trio.CancelScope) -> None:
+        """Finish commands (learning new UIDs first), and IDLE for idling lanes."""
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            try:
+                while self._completions:
+                    turn, response = self._completions.popleft()
+                    await self._finish(turn, response)
+                    self._release()
+                if self._grew and self._turn.value and not self._wanted:
+                    async with self._turn:
+                        await self._learn()
+                if self._idle_wanted() and self._turn.value and not self._wanted:
+                    async with self._turn:
+                        await self._idle()
+            except UpstreamError as exc:
+                self._lost(str(exc))
+                scope.cancel()
+                return
+
+    def _idle_wanted(self) -> bool:
+        return (
+            not self.closed
+            and "IDLE" in {cap.upper() for cap in self.conn.capabilities}
+            and any(lane.idling is not None for lane in self.lanes)
+        )
+
+    async def _idle(self) -> None:
+        """IDLE upstream until a command waits for the turn, no lane idles any more,
+        new messages need their UIDs learned, or it is time to renew."""
+        conn = self.conn
+        request = conn.new_request("IDLE", relay_continuations=True)
+        self._idle_request = request
+        self._idle_started = trio.Event()
+        self.current = _Turn(None, None, request, "IDLE")
+        try:
+            await conn.begin_writing(request)
+            await conn.send_raw(request.tag + b" IDLE\r\n")
+            with trio.move_on_after(self.mux.timeouts.upstream_response):
+                while not self._idle_started.is_set() and not request.done.is_set():
+                    await _either(self._idle_started, request.done)
+            if not request.done.is_set():
+                with trio.move_on_after(IDLE_RENEW):
+                    while self._idle_wanted() and not self._wanted and not self._grew:
+                        self._wake = trio.Event()
+                        await _either(self._wake, request.done)
+                        if request.done.is_set():
+                            break
+                if not request.done.is_set():
+                    await conn.send_raw(b"DONE\r\n")
+                conn.end_writing(request)
+                with trio.fail_after(self.mux.timeouts.upstream_response):
+                    await request.done.wait()
+            else:
+                conn.end_writing(request)
+        except trio.TooSlowError:
+            raise UpstreamError("upstream did not end IDLE") from None
+        finally:
+            self._idle_request = None
+            self.current = None
+        if request.result is None:
+            raise UpstreamError("upstream connection lost")
+        if self._grew:
+            await self._learn()
+        self._wake.set()
+
+    async def _learn(self) -> None:
+        """Learn the UIDs of messages that EXISTS announced, then show the lanes."""
+        self._grew = False
+        mailbox = self.mailbox
+        if mailbox is None or mailbox.uids is None:
+            return
+        if not mailbox.complete:
+            known = [uid for uid in mailbox.uids if uid]
+            last = known[-1] if known else 0
+            request = await self.conn.command(
+                "UID SEARCH", SearchArgs(SearchKey("UID", (SequenceSet(((last + 1, None),)),)))
+            )
+            found: list[int] = []
+            for response in request.untagged:
+                data = _data(response)
+                if isinstance(data, SearchData):
+                    found.extend(uid for uid in data.numbers if uid > last)
+            found.sort()
+            slots = mailbox.uids.count(0)
+            if slots == len(found) and all(uid == 0 for uid in mailbox.uids[-slots:]):
+                mailbox.uids[len(mailbox.uids) - slots :] = found
+            else:  # numbering moved meanwhile: ask for all of it
+                request = await self.conn.command("UID SEARCH", SearchArgs(SearchKey("ALL")))
+                uids: list[int] = []
+                for response in request.untagged:
+                    data = _data(response)
+                    if isinstance(data, SearchData):
+                        uids.extend(data.numbers)
+                mailbox.learn_uids(uids)
+        # Show the new messages to every lane on the mailbox.
+        for lane in self.on_mailbox:
+            lane.grow(mailbox.uids or [])
+
+    async def first_unseen(self) -> int | None:
+        """The sequence number of the first unseen message (the turn held)."""
+        if self.conn.has("ESEARCH"):
+            args = SearchArgs(SearchKey("UNSEEN"), return_options=(("MIN", ()),))
+        else:
+            args = SearchArgs(SearchKey("UNSEEN"))
+        request = await self.conn.command("SEARCH", args)
+        for response in request.untagged:
+            data = _data(response)
+            if isinstance(data, EsearchData):
+                return data.min
+            if isinstance(data, SearchData):
+                return min(data.numbers, default=None)
+        return None
+
+    async def _finish(self, turn: _Turn, response: Response | None) -> None:
+        """A lane's command is complete upstream: learn new UIDs, record a SELECT,
+        show the owner the expunges it may see, then its tagged response."""
+        lane, request = turn.lane, turn.request
+        name = turn.name
+        if name in ("SELECT", "EXAMINE") and lane is not None:
+            if response is not None and response.name == "OK":
+                assert self.mailbox is not None
+                self.mailbox.apply(response)
+                result = await self.conn.command("UID SEARCH", SearchArgs(SearchKey("ALL")))
+                uids: list[int] = []
+                for untagged in result.untagged:
+                    data = _data(untagged)
+                    if isinstance(data, SearchData):
+                        uids.extend(data.numbers)
+                self.mailbox.learn_uids(uids)
+                self._grew = False
+                lane.attach(self, list(self.mailbox.uids or []))
+            else:
+                self.mailbox = None  # a failed SELECT leaves nothing selected
+                self.select_data = []
+                self.flags.clear()
+        elif self._grew:
+            await self._learn()
+        if lane is not None and request is not None and response is not None:
+            if lane.view is not None and turn.may_expunge:
+                lane.show_expunges()
+            lane.complete(request, response)
+
+    # -- Downstream: what the server sends -----------------------------------------
+
+    def upstream_response(self, response: Response, request: Request | None) -> None:
+        kind = response.kind
+        if kind is Kind.TAGGED:
+            turn = self.current
+            if turn is None or request is None or turn.upstream is not request:
+                return  # the proxy's own (collected by its caller)
+            self._completions.append((turn, response))
+            self._wake.set()
+            return
+        if kind is Kind.CONTINUATION:
+            if request is not None and request is self._idle_request:
+                self._idle_started.set()
+            return
+        self._untagged(response)
+
+    def upstream_continuation(self, request: Request) -> None:
+        if request is self._idle_request:
+            self._idle_started.set()
+
+    def _untagged(self, response: Response) -> None:
+        name = response.name
+        mailbox = self.mailbox
+        turn = self.current
+        owner = turn.lane if turn is not None else None
+        if turn is not None and turn.name in ("SELECT", "EXAMINE"):
+            # The SELECT's own data: to its session, and kept for those that join.
+            if mailbox is not None:
+                mailbox.apply(response)
+            if name == "FLAGS" or (name == "OK" and _code(response) == "PERMANENTFLAGS"):
+                self.select_data.append(response)
+            elif name == "OK" and _code(response) == "UNSEEN":
+                self.select_unseen = True
+            if owner is not None and _code(response) != "CLOSED":
+                owner.deliver(response)
+            return
+        if name == "EXISTS":
+            if mailbox is not None:
+                before = mailbox.exists
+                mailbox.apply(response)
+                if mailbox.exists > before:
+                    self._grew = True
+                    self._wake.set()
+            return
+        if name == "EXPUNGE":
+            number = response.number
+            if mailbox is None or number is None:
+                return
+            uid = mailbox.uid_for(number)
+            mailbox.apply(response)
+            if uid is not None:
+                self.flags.pop(uid, None)
+                for lane in self.on_mailbox:
+                    lane.expunged(uid, now=lane is owner and turn is not None and turn.may_expunge)
+            return
+        if name == "FETCH":
+            self._fetch(response, turn)
+            return
+        if name == "FLAGS":
+            if mailbox is not None:
+                mailbox.apply(response)
+                self.select_data = [r for r in self.select_data if r.name != "FLAGS"]
+                self.select_data.append(response)
+                for lane in self.on_mailbox:
+                    lane.deliver(response)
+            return
+        if name in ("RECENT", "BYE"):
+            return  # per connection; the end of the connection reaches every lane
+        if name == "OK" and _code(response) in ("UIDNEXT", "HIGHESTMODSEQ", "UIDVALIDITY"):
+            if mailbox is not None:
+                mailbox.apply(response)
+            if _code(response) == "UIDVALIDITY":
+                # The mailbox was recreated under the sessions (RFC 9051 2.3.1.1).
+                for lane in self.on_mailbox:
+                    lane.lost()
+            return
+        if owner is None:
+            return  # a result of the proxy's own, or chatter during IDLE
+        if turn is not None and turn.searched and name in ("SEARCH", "ESEARCH"):
+            owner.deliver_search(response)
+            return
+        owner.deliver(response)
+
+    def _fetch(self, response: Response, turn: _Turn | None) -> None:
+        """A FETCH response: the owner's result when its command fetches; a change
+        of flags goes to the other sessions on the mailbox (an unsolicited one, to
+        every session)."""
+        mailbox = self.mailbox
+        number = response.number
+        if mailbox is None or number is None:
+            return
+        uid = mailbox.uid_for(number)
+        raw = response.frame.raw
+        data: FetchData | None = None
+        if uid is None or b"FLAGS" in raw[:4096].upper():
+            parsed = _data(response)
+            data = parsed if isinstance(parsed, FetchData) else None
+            if uid is None and data is not None and data.uid is not None:
+                uid = data.uid
+                mailbox.apply(response)  # learns the UID
+        if uid is None:
+            return
+        owner = turn.lane if turn is not None else None
+        asked = owner is not None and turn is not None and turn.name in _FETCHING
+        storing = asked and turn is not None and turn.name in ("STORE", "UID STORE")
+        silent = turn is not None and turn.silent
+        if asked and owner is not None and not silent:
+            owner.deliver_fetch(response, uid)
+        flags = data.flags if data is not None else None
+        if flags is None:
+            return
+        text = b"(" + b" ".join(flags) + b")"
+        before = self.flags.get(uid)
+        self.flags[uid] = text
+        if before == text or (asked and not storing and before is None):
+            # Unchanged, or first seen in a FETCH that asked: nobody had older flags
+            # of it from this connection.
+            return
+        for lane in self.on_mailbox:
+            if asked and lane is owner:
+                continue  # it has them as its result, or asked not to hear (.SILENT)
+            lane.deliver_flags(uid, text)
+
+    def upstream_part(self, part: FramePart | LiteralChunk) -> None:
+        if isinstance(part, LiteralChunk):
+            if self._streaming is not None:
+                self._streaming.deliver_chunk(part)
+            return
+        if part.first:
+            self._streaming, self._dropping = None, False
+            turn = self.current
+            owner = turn.lane if turn is not None else None
+            match = _NUMBER.match(part.raw)
+            if owner is not None and turn is not None and turn.name in _FETCHING and match:
+                uid = self.mailbox.uid_for(int(match.group(1))) if self.mailbox else None
+                if uid is None:
+                    uid = _uid_in(part.raw)
+                lane_seq = owner.seq_for(uid) if uid is not None else None
+                if lane_seq is not None and not turn.silent:
+                    self._streaming = owner
+                    owner.deliver_part(_renumbered_part(part, lane_seq))
+                    return
+            elif owner is not None and match is None:
+                self._streaming = owner  # a result with a large literal (not FETCH)
+                owner.deliver_part(part)
+                return
+            self._dropping = True
+            return
+        if self._streaming is not None:
+            self._streaming.deliver_part(part)
+        if part.literal is None:
+            self._streaming, self._dropping = None, False
+
+    async def upstream_flush(self) -> None:
+        for lane in self.lanes:
+            lane.wake()
+
+    # -- lanes' commands -----------------------------------------------------------
+
+    async def submit(self, turn: _Turn, segments: list[_Segment]) -> None:
+        """Send a lane's buffered command (holding the turn, taken by the caller)."""
+        conn = self.conn
+        request = turn.request
+        assert request is not None
+        upstream = conn.new_request(turn.name, request.client_tag, tag=request.tag)
+        turn.upstream = upstream
+        self.current = turn
+        await conn.begin_writing(upstream)
+        try:
+            for segment in segments:
+                if segment.kind == "announce":
+                    if not await conn.send_segment(upstream, segment.data(), literal=True):
+                        return  # refused instead of "+": the tagged answer completes it
+                elif segment.kind == "literal":
+                    for chunk in segment.chunks():
+                        await conn.send_raw(chunk)
+                else:
+                    await conn.send_segment(upstream, segment.data(), literal=False)
+        finally:
+            conn.end_writing(upstream)
+            request.asked = upstream.asked
+
+
+async def _either(first: trio.Event, second: trio.Event) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def wait(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(wait, first)
+        nursery.start_soon(wait, second)
+
+
+# -- a session's end ------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class _Segment:
+    """Part of a buffered command: a piece ending with a literal's announcement, a
+    literal's data (in memory or spooled), or the final piece."""
+
+    kind: Literal["announce", "literal", "tail"]
+    parts: list[bytes] = field(default_factory=list)
+    spool: IO[bytes] | None = None
+    size: int = 0
+
+    def data(self) -> bytes:
+        return b"".join(self.parts)
+
+    def add(self, data: bytes | memoryview) -> None:
+        self.size += len(data)
+        if self.spool is None and self.size > SPOOL_AT:
+            self.spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+            for part in self.parts:
+                self.spool.write(part)
+            self.parts = []
+        if self.spool is not None:
+            self.spool.write(data)
+        else:
+            self.parts.append(bytes(data))
+
+    def chunks(self) -> list[bytes] | _SpoolReader:
+        if self.spool is None:
+            return self.parts
+        self.spool.seek(0)
+        return _SpoolReader(self.spool)
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+class _SpoolReader:
+    def __init__(self, spool: IO[bytes]) -> None:
+        self._spool = spool
+
+    def __iter__(self) -> _SpoolReader:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self._spool.read(256 * 1024)
+        if not data:
+            raise StopIteration
+        return data
+
+
+#: What a lane queues for its session.
+_Item = tuple[str, object, object]
+
+
+class Lane:
+    """A session's end of a shared connection, in the shape of an
+    :class:`~imapproxy.upstream.UpstreamConnection` (see the module docstring)."""
+
+    def __init__(self, shared: SharedConnection) -> None:
+        self.shared = shared
+        self.mux = shared.mux
+        self.group = shared.group
+        shared.lanes.add(self)
+        self.downstream: Downstream | None = None
+        #: Logs in another connection for this session's user (set by the session).
+        self.opener: Callable[[], Awaitable[UpstreamConnection]] | None = None
+        #: The session's message numbering: UID of each sequence number (None: no
+        #: mailbox selected through this lane).
+        self.view: list[int] | None = None
+        self.readonly = False
+        self._expunged: set[int] = set()  # in the view, not yet shown as expunged
+        self.idling: Request | None = None
+        self.closed = False
+        self.migrated = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.sending_since: float | None = None
+        self._order: deque[Request] = deque()
+        self._pending: dict[bytes, Request] = {}
+        self._buffers: dict[Request, list[_Segment]] = {}
+        self._turns: dict[Request, _Turn] = {}
+        self._queue: deque[_Item] = deque()
+        self._queued = 0  # octets in memory in the queue
+        self._spool: IO[bytes] | None = None
+        self._spool_write = 0
+        self._spool_read = 0
+        self._wakeup = trio.Event()
+        self._error: str | None = None
+        #: Set when the reader returned after :meth:`migrate`.
+        self.finished = trio.Event()
+
+    def __repr__(self) -> str:
+        state = f"{len(self.view)} messages" if self.view is not None else "no mailbox"
+        return f"Lane({state}, {self.in_flight} in flight)"
+
+    # -- what the session reads of a connection ------------------------------------
+
+    @property
+    def config(self) -> Upstream:
+        return self.shared.conn.config
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        return self.shared.conn.capabilities
+
+    @property
+    def tls(self) -> dict[str, str]:
+        return self.shared.conn.tls
+
+    @property
+    def last_receive(self) -> float:
+        return self.shared.conn.last_receive
+
+    def has(self, capability: str) -> bool:
+        return self.shared.conn.has(capability)
+
+    @property
+    def end_to_end_capabilities(self) -> tuple[str, ...]:
+        return self.shared.conn.end_to_end_capabilities
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    @property
+    def requests(self) -> tuple[Request, ...]:
+        return tuple(self._order)
+
+    @property
+    def oldest(self) -> Request | None:
+        return self._order[0] if self._order else None
+
+    def pending(self, tag: bytes) -> Request | None:
+        return self._pending.get(tag)
+
+    @property
+    def synced(self) -> bool:
+        """Whether the session's numbering is the connection's (no expunge unseen)."""
+        mailbox = self.shared.mailbox
+        return (
+            self.view is not None
+            and not self._expunged
+            and mailbox is not None
+            and mailbox.uids is not None
+            and len(mailbox.uids) == len(self.view)
+        )
+
+    # -- commands --------------------------------------------------------------------
+
+    def new_request(
+        self, name: str, client_tag: bytes | None = None, *, relay_continuations: bool = False
+    ) -> Request:
+        request = Request(
+            self.mux.next_tag(),
+            name,
+            client_tag,
+            relay_continuations=relay_continuations,
+            started=trio.current_time(),
+        )
+        self._pending[request.tag] = request
+        self._order.append(request)
+        self._buffers[request] = []
+        self._turns[request] = _Turn(self, request, name=name)
+        return request
+
+    def translate(
+        self, request: Request, name: str, args: CommandArgs | None, *, rebuild: bool
+    ) -> tuple[str, CommandArgs | None]:
+        """The form of a command for the shared connection: the UID form of FETCH,
+        STORE, COPY, MOVE and SEARCH through the session's view; a STORE without
+        ``.SILENT`` (the others must hear of the change). Without ``rebuild`` (the
+        command is relayed as it came) only while the session's numbering is the
+        connection's. Raises :class:`NotShared` for what cannot be sent as the
+        numbering stands."""
+        turn = self._turns[request]
+        turn.name = name
+        base = name.removeprefix("UID ")
+        uid = name.startswith("UID ")
+        if self.view is None or args is None or not rebuild:
+            seqs = self.view is not None and base in _TRANSLATED | _UNTRANSLATED and not uid
+            if seqs and not self.synced:
+                raise NotShared("NO", "EXPUNGEISSUED", "Messages were expunged; NOOP, then retry")
+            return name, args
+        if isinstance(args, StoreArgs) and args.silent:
+            turn.silent = True
+            args = replace(args, silent=False)
+        if base in _UNTRANSLATED and not uid and not self.synced:
+            raise NotShared("NO", "EXPUNGEISSUED", "Messages were expunged; NOOP, then retry")
+        if uid or base not in _TRANSLATED:
+            return name, args
+        if isinstance(args, FetchArgs | StoreArgs | CopyArgs):
+            uids = self._uids(args.sequence_set)
+            turn.name = "UID " + base
+            return "UID " + base, replace(args, sequence_set=uids)
+        if isinstance(args, SearchArgs):
+            turn.name = "UID SEARCH"
+            turn.searched = True
+            return "UID SEARCH", replace(args, key=self._search_key(args.key))
+        return name, args
+
+    def _uids(self, numbers: SequenceSet) -> SequenceSet:
+        view = self.view
+        assert view is not None
+        if not view:
+            raise NotShared("BAD", None, "No messages in the mailbox")
+        uids: list[int] = []
+        for low, high in numbers.bounds(len(view)):
+            if high > len(view):
+                raise NotShared("BAD", None, "Invalid message sequence number")
+            uids.extend(view[low - 1 : high])
+        return SequenceSet.from_numbers(uids)
+
+    def _search_key(self, key: SearchKey) -> SearchKey:
+        if key.name == "SEQSET" and key.args and isinstance(key.args[0], SequenceSet):
+            view = self.view or []
+            wanted = [
+                uid
+                for low, high in key.args[0].bounds(max(len(view), 1))
+                for uid in view[low - 1 : high]
+            ]
+            # No message at all matches: a UID no message has (UIDs are below 2^32).
+            return SearchKey("UID", (SequenceSet.from_numbers(wanted or [4294967295]),))
+        if not any(isinstance(arg, SearchKey) for arg in key.args):
+            return key
+        return SearchKey(
+            key.name,
+            tuple(self._search_key(arg) if isinstance(arg, SearchKey) else arg for arg in key.args),
+        )
+
+    async def begin_writing(self, request: Request) -> None:
+        return None
+
+    def end_writing(self, request: Request) -> None:
+        return None
+
+    async def send_segment(self, request: Request, data: bytes, *, literal: bool) -> bool:
+        if request.done.is_set():
+            return False
+        if request.name == "IDLE" and not literal:
+            self._start_idle(request)
+            return True
+        segments = self._buffers.get(request)
+        if segments is None:
+            return False
+        segments.append(_Segment("announce" if literal else "tail", [bytes(data)]))
+        if literal:
+            segments.append(_Segment("literal"))
+            return True
+        del self._buffers[request]
+        await self._send(request, segments)
+        return True
+
+    async def send_raw(self, data: bytes | memoryview) -> None:
+        idle = self.idling
+        if idle is not None and bytes(data).upper().startswith(b"DONE"):
+            self._end_idle(idle)
+            return
+        for request in reversed(self._order):
+            segments = self._buffers.get(request)
+            if segments and segments[-1].kind == "literal":
+                segments[-1].add(data)
+                return
+
+    async def _send(self, request: Request, segments: list[_Segment]) -> None:
+        turn = self._turns[request]
+        try:
+            if turn.name in ("SELECT", "EXAMINE"):
+                await self._select(request, turn, segments)
+                return
+            if self.view is None and turn.name.removeprefix("UID ") in _SELECTED_ONLY:
+                # The connection may have another session's mailbox selected.
+                self.complete(request, _status(request.tag, "BAD", "No mailbox selected"))
+                return
+            if turn.name in ("CLOSE", "UNSELECT"):
+                if turn.name == "UNSELECT" or self.readonly:
+                    self._detach()
+                    self.complete(request, _status(request.tag, "OK", f"{turn.name} completed"))
+                    return
+                # CLOSE expunges what is \Deleted and deselects: the expunge is the
+                # mailbox's, the deselection only this session's.
+                self._detach()
+                turn.name, turn.close = "EXPUNGE", True
+                segments = [_Segment("tail", [request.tag + b" EXPUNGE\r\n"])]
+            shared = self.shared
+            await shared._acquire()
+            if self.closed or shared.closed:
+                shared._release()
+                raise UpstreamError("upstream connection lost")
+            try:
+                await shared.submit(turn, segments)
+            except BaseException:
+                shared._release()
+                raise
+        finally:
+            for segment in segments:
+                segment.close()
+
+    async def _select(self, request: Request, turn: _Turn, segments: list[_Segment]) -> None:
+        from imapproxy.wire.commands import Command, SelectArgs
+
+        raw = b"".join(segment.data() for segment in segments if segment.kind != "literal")
+        try:
+            args = Command.parse(Frame(raw)).args
+        except ParseError:
+            args = None
+        self._detach()
+        if not isinstance(args, SelectArgs) or segments[0].kind != "tail":
+            # A literal mailbox name: selected here, on a connection of its own.
+            target = self.mux.free(self.group, self)
+            mailbox = None
+        else:
+            mailbox = args.mailbox
+            readonly = turn.name == "EXAMINE"
+            target = self.mux.find(self.group, mailbox, readonly)
+            if target is not None:
+                await self._join(target, request, readonly)
+                return
+            target = self.mux.free(self.group, self)
+        if target is None:
+            if not self.mux.can_grow(self.group) or self.opener is None:
+                self.complete(
+                    request,
+                    _status(request.tag, "NO", "Too many mailboxes open for this user", "LIMIT"),
+                )
+                return
+            try:
+                upstream = await self.opener()
+            except UpstreamError as exc:
+                log.warning("upstream error", error=str(exc))
+                self.complete(
+                    request,
+                    _status(request.tag, "NO", "Mail server unavailable", "UNAVAILABLE"),
+                )
+                return
+            target = self.mux.add(self.group, upstream)
+        self._move(target)
+        await target._acquire()
+        if self.closed or target.closed:
+            target._release()
+            raise UpstreamError("upstream connection lost")
+        target.mailbox = SelectedMailbox(mailbox or Mailbox(b""), readonly=turn.name == "EXAMINE")
+        target.mailbox.track_uids()
+        target.select_data = []
+        target.select_unseen = False
+        target.flags.clear()
+        self.readonly = turn.name == "EXAMINE"
+        try:
+            await target.submit(turn, segments)
+        except BaseException:
+            target._release()
+            raise
+
+    async def _join(self, target: SharedConnection, request: Request, readonly: bool) -> None:
+        """SELECT a mailbox another session has open: answered from the state the
+        connection tracks, as the server would answer it."""
+        self._move(target)
+        await target._acquire()  # a consistent state: nothing in progress
+        try:
+            mailbox = target.mailbox
+            if target.closed or mailbox is None or mailbox.uids is None:
+                raise UpstreamError("upstream connection lost")
+            if target._grew or not mailbox.complete:
+                await target._learn()
+            unseen = await target.first_unseen() if target.select_unseen else None
+            if mailbox.uids is None:
+                raise UpstreamError("upstream connection lost")
+            self.readonly = readonly
+            self.attach(target, list(mailbox.uids))
+            for response in target.select_data:
+                self.deliver(response)
+            self.deliver(_line(b"* %d EXISTS" % len(mailbox.uids)))
+            self.deliver(_line(b"* 0 RECENT"))
+            if unseen is not None:
+                self.deliver(_line(b"* OK [UNSEEN %d] First unseen." % unseen))
+            if mailbox.uidvalidity is not None:
+                self.deliver(_line(b"* OK [UIDVALIDITY %d] UIDs valid" % mailbox.uidvalidity))
+            if mailbox.uidnext is not None:
+                self.deliver(_line(b"* OK [UIDNEXT %d] Predicted next UID" % mailbox.uidnext))
+            mode = b"READ-ONLY" if readonly else b"READ-WRITE"
+            name = b"EXAMINE" if readonly else b"SELECT"
+            self.complete(request, _line(b"%s OK [%s] %s completed" % (request.tag, mode, name)))
+        finally:
+            target._release()
+
+    def _move(self, target: SharedConnection) -> None:
+        if target is self.shared:
+            return
+        self.shared.lanes.discard(self)
+        if not self.shared.lanes:
+            self.shared.idle_since = trio.current_time()
+        self.shared = target
+        target.lanes.add(self)
+
+    def attach(self, shared: SharedConnection, uids: list[int]) -> None:
+        self._move(shared)
+        self.view = uids
+        self._expunged.clear()
+
+    def _detach(self) -> None:
+        self.view = None
+        self._expunged.clear()
+
+    async def command(
+        self, name: str, args: CommandArgs, *, collect_fetch: bool = False
+    ) -> Request:
+        """A command of the proxy's own for this session (e.g. LIST for the rules)."""
+        shared = self.shared
+        await shared._acquire()
+        try:
+            shared.current = _Turn(None, None, name=name)
+            return await shared.conn.command(name, args, collect_fetch=collect_fetch)
+        finally:
+            shared._release()
+
+    def migrate(self) -> None:
+        """The session moves to a dedicated connection: the reader hands over what
+        is queued and returns; the lane leaves the shared connection."""
+        self.migrated = True
+        self.release(closing=False)
+
+    # -- IDLE ------------------------------------------------------------------------
+
+    def _start_idle(self, request: Request) -> None:
+        self.idling = request
+        request.asked = None
+        if self.view is not None:
+            self.show_expunges()
+        self._put(("continuation", request, None))
+        self.shared._wake.set()
+
+    def _end_idle(self, request: Request) -> None:
+        self.idling = None
+        self.complete(request, _status(request.tag, "OK", "IDLE terminated"))
+
+    # -- what the connection gives the lane -----------------------------------------
+
+    def deliver(self, response: Response) -> None:
+        self._put(("response", response, None))
+
+    def deliver_fetch(self, response: Response, uid: int) -> None:
+        seq = self.seq_for(uid)
+        if seq is None:
+            return  # a message the session has not been shown (yet)
+        if response.number != seq:
+            response = _renumbered(response, seq)
+        self.deliver(response)
+
+    def deliver_flags(self, uid: int, flags: bytes) -> None:
+        seq = self.seq_for(uid)
+        if seq is not None:
+            self.deliver(_line(b"* %d FETCH (FLAGS %s)" % (seq, flags)))
+
+    def deliver_search(self, response: Response) -> None:
+        """A UID SEARCH result for the session's SEARCH, in its sequence numbers."""
+        data = _data(response)
+        if isinstance(data, SearchData):
+            seqs = sorted(s for s in map(self.seq_for, data.numbers) if s is not None)
+            self.deliver(_line(b"* SEARCH" + b"".join(b" %d" % s for s in seqs)))
+        elif isinstance(data, EsearchData):
+            self.deliver(_line(self._esearch(data)))
+
+    def _esearch(self, data: EsearchData) -> bytes:
+        out = b"* ESEARCH"
+        if data.tag is not None:
+            out += b' (TAG "' + data.tag + b'")'
+        try:
+            found = data.all
+        except ParseError:
+            found = None
+        largest = max(self.view or [0])
+        uids = (
+            [uid for low, high in found.bounds(largest) for uid in range(low, high + 1)]
+            if found
+            else []
+        )
+        seqs = sorted(s for s in map(self.seq_for, uids) if s is not None)
+        for key, _ in data.results:
+            if key == "MIN" and data.min is not None:
+                seq = self.seq_for(data.min)
+                out += b" MIN %d" % seq if seq else b""
+            elif key == "MAX" and data.max is not None:
+                seq = self.seq_for(data.max)
+                out += b" MAX %d" % seq if seq else b""
+            elif key == "COUNT" and data.count is not None:
+                out += b" COUNT %d" % data.count
+            elif key == "ALL" and seqs:
+                out += b" ALL " + bytes(SequenceSet.from_numbers(seqs))
+        return out
+
+    def deliver_part(self, part: FramePart) -> None:
+        self._put(("part", part, None), len(part.raw))
+
+    def deliver_chunk(self, chunk: LiteralChunk) -> None:
+        data = bytes(chunk.data)
+        if self._spool is not None or self._queued + len(data) > LANE_MEMORY:
+            self._spill(data, chunk.remaining)
+            return
+        self._put(("chunk", data, chunk.remaining), len(data))
+
+    def _spill(self, data: bytes, remaining: int) -> None:
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _close_spool
+            self._spool_write = self._spool_read = 0
+        if self._spool_write - self._spool_read + len(data) > LANE_SPOOL_MAX:
+            self._error = "client not reading"
+            self.lost()
+            return
+        self._spool.seek(self._spool_write)
+        self._spool.write(data)
+        self._spool_write += len(data)
+        self._put(("spooled", len(data), remaining))
+
+    def grow(self, uids: list[int]) -> None:
+        """The connection learned new messages: append them to the view (EXISTS)."""
+        view = self.view
+        if view is None:
+            return
+        last = view[-1] if view else 0
+        new = uids[bisect_left(uids, last + 1) :]
+        if new:
+            view.extend(new)
+            self.deliver(_line(b"* %d EXISTS" % len(view)))
+
+    def expunged(self, uid: int, *, now: bool) -> None:
+        if self.view is None or self.seq_for(uid) is None:
+            return
+        self._expunged.add(uid)
+        if now or self.idling is not None:
+            self.show_expunges()
+
+    def show_expunges(self) -> None:
+        """Show the session the expunges it has not seen (its command is in
+        progress and allows them)."""
+        view = self.view
+        if view is None or not self._expunged:
+            return
+        for uid in sorted(self._expunged, reverse=True):
+            seq = self.seq_for(uid)
+            if seq is not None:
+                del view[seq - 1]
+                self.deliver(_line(b"* %d EXPUNGE" % seq))
+        self._expunged.clear()
+
+    def seq_for(self, uid: int) -> int | None:
+        view = self.view
+        if view is None:
+            return None
+        index = bisect_left(view, uid)
+        return index + 1 if index < len(view) and view[index] == uid else None
+
+    def complete(self, request: Request, response: Response) -> None:
+        self._put(("tagged", response, request))
+
+    def refuse(self, request: Request, refusal: NotShared) -> None:
+        """Answer a command the lane will not send (see :class:`NotShared`)."""
+        self._buffers.pop(request, None)
+        self.complete(request, _status(request.tag, refusal.status, refusal.text, refusal.code))
+
+    def lost(self) -> None:
+        """The connection is gone (or cannot serve this session): the session's
+        reader raises once it has what was queued."""
+        self.closed = True
+        self._wakeup.set()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def _put(self, item: _Item, size: int = 0) -> None:
+        self._queue.append(item)
+        self._queued += size
+        self._wakeup.set()
+
+    # -- the session's reader --------------------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hand the session what its connection sent it, until the lane closes
+        (raises :class:`~imapproxy.upstream.UpstreamError`) or migrates (returns)."""
+        downstream = self.downstream
+        assert downstream is not None
+        task_status.started()
+        while True:
+            while self._queue:
+                kind, first, second = self._queue.popleft()
+                if kind == "response":
+                    assert isinstance(first, Response)
+                    downstream.upstream_response(first, None)
+                elif kind == "tagged":
+                    assert isinstance(first, Response) and isinstance(second, Request)
+                    self._done(second, first)
+                    if second.client_tag is not None:
+                        downstream.upstream_response(first, second)
+                elif kind == "continuation":
+                    assert isinstance(first, Request)
+                    downstream.upstream_continuation(first)
+                    downstream.upstream_response(_line(b"+ idling"), first)
+                elif kind == "part":
+                    assert isinstance(first, FramePart)
+                    self._queued -= len(first.raw)
+                    downstream.upstream_part(first)
+                elif kind == "chunk":
+                    assert isinstance(first, bytes) and isinstance(second, int)
+                    self._queued -= len(first)
+                    downstream.upstream_part(LiteralChunk(memoryview(first), second))
+                    await downstream.upstream_flush()
+                elif kind == "spooled":
+                    assert isinstance(first, int) and isinstance(second, int)
+                    downstream.upstream_part(LiteralChunk(memoryview(self._unspool(first)), second))
+                    await downstream.upstream_flush()
+            await downstream.upstream_flush()
+            if self.migrated and not self._queue:
+                self.finished.set()
+                return
+            if self.closed:
+                raise UpstreamError(self._error or "upstream connection lost")
+            self._wakeup = trio.Event()
+            if not self._queue:
+                await self._wakeup.wait()
+
+    def _unspool(self, size: int) -> bytes:
+        spool = self._spool
+        assert spool is not None
+        spool.seek(self._spool_read)
+        data = spool.read(size)
+        self._spool_read += size
+        if self._spool_read == self._spool_write:
+            spool.close()
+            self._spool = None
+        return data
+
+    def _done(self, request: Request, response: Response) -> None:
+        self._pending.pop(request.tag, None)
+        with contextlib.suppress(ValueError):
+            self._order.remove(request)
+        self._buffers.pop(request, None)
+        self._turns.pop(request, None)
+        request.result = response
+        request.done.set()
+        if self.idling is request:
+            self.idling = None
+
+    # -- the end ---------------------------------------------------------------------
+
+    def fail_pending(self) -> None:
+        for request in self._order:
+            request.done.set()
+        self._pending.clear()
+        self._order.clear()
+
+    def release(self, *, closing: bool = True) -> None:
+        """The session is done with the lane (it logged out, went away, or moved to
+        a dedicated connection): the connection stays for the user's others."""
+        if closing:
+            self.closed = True
+        self.view = None
+        self._wakeup.set()
+        for segments in self._buffers.values():
+            for segment in segments:
+                segment.close()
+        self._buffers.clear()
+        self.fail_pending()
+        self.idling = None
+        shared = self.shared
+        shared.lanes.discard(self)
+        if not shared.lanes:
+            shared.idle_since = trio.current_time()
+        shared._wake.set()
+        if closing and self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    async def aclose(self) -> None:
+        self.release()
+
+    async def logout(self) -> None:
+        self.release()
+
+    def quiet(self) -> bool:
+        return False
+
+
+def _data(response: Response) -> object:
+    try:
+        return response.data
+    except ParseError:
+        return None
+
+
+def _code(response: Response) -> str | None:
+    try:
+        condition = response.condition
+    except ParseError:
+        return None
+    if condition is None or condition.code is None:
+        return None
+    return condition.code.name
+
+
+def _line(raw: bytes) -> Response:
+    return Response.parse(Frame(raw + b"\r\n"))
+
+
+def _status(tag: bytes, status: str, text: str, code: str | None = None) -> Response:
+    coded = f"[{code}] " if code else ""
+    return _line(tag + f" {status} {coded}{text}".encode())
+
+
+def _renumbered(response: Response, number: int) -> Response:
+    frame = response.frame
+    match = _NUMBER.match(frame.raw)
+    if match is None:
+        return response
+    head = b"* %d " % number
+    delta = len(head) - match.end()
+    raw = head + frame.raw[match.end() :]
+    return Response.parse(Frame(raw, tuple(lit.moved(delta) for lit in frame.literals)))
+
+
+def _renumbered_part(part: FramePart, number: int) -> FramePart:
+    match = _NUMBER.match(part.raw)
+    if match is None:
+        return part
+    head = b"* %d " % number
+    delta = len(head) - match.end()
+    raw = head + part.raw[match.end() :]
+    frame = part.frame
+    skeleton = Frame(
+        head + frame.raw[match.end() :], tuple(lit.moved(delta) for lit in frame.literals)
+    )
+    literal = part.literal.moved(delta) if part.literal is not None else None
+    return FramePart(raw, skeleton, literal, True)
+
+
+_UID_ITEM = re.compile(rb"UID (\d+)", re.IGNORECASE)
+
+
+def _uid_in(raw: bytes) -> int | None:
+    match = _UID_ITEM.search(raw)
+    return int(match.group(1)) if match else None
