@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck format bench coverage dovecot redis python-venv venv clean
+.PHONY: test demo lint typecheck format bench bench-mux coverage dovecot redis python-venv venv clean
 
 test: venv dovecot redis lint typecheck
 	$(BIN)/pytest
@@ -18,12 +18,17 @@ demo: venv dovecot
 # The codec alone, then the relay against Dovecot (and nginx's mail proxy where
 # Debian's nginx with libnginx-mod-mail is installed; the benchmark never installs it),
 # then the rules engine's per-decision cost and relay throughput with the audit rule
-# on vs off.
+# on vs off, then the part cache over a slow link, then 1,000 clients of 10 users with
+# upstream connections shared vs not (bench-mux alone).
 bench: venv dovecot
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/mux.py
+
+bench-mux: venv dovecot
+	$(BIN)/python bench/mux.py
 
 coverage: venv dovecot redis
 	$(BIN)/coverage run -m pytest -q

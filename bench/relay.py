@@ -276,12 +276,16 @@ def run_imapproxy(
     *,
     rules: dict[str, object] | None = None,
     upstream_address: str | None = None,
+    limits: dict[str, object] | None = None,
+    multiplex: dict[str, object] | None = None,
 ) -> Iterator[tuple[int, int]]:
     """imapproxy as ``python -m imapproxy serve`` in its own process: (port, pid).
 
-    It logs at info, JSON lines, to ``directory/imapproxy.log``; ``rules`` is its
-    ``[rules]`` table (none by default); ``upstream_address`` (``host:port``) replaces
-    the address of Dovecot's port for ``upstream_tls`` (something in between)."""
+    It logs at info, JSON lines, to ``directory/imapproxy.log``; ``rules``, ``limits``
+    and ``multiplex`` are its tables of those names (the defaults when None);
+    ``upstream_address`` (``host:port``) replaces the address of Dovecot's port for
+    ``upstream_tls`` (something in between). The configuration is validated before
+    the process starts: a refused one raises :class:`imapproxy.config.ConfigError`."""
     port = _free_port()
     extra = {"address": upstream_address} if upstream_address is not None else {}
     config = proxy_config(
@@ -292,6 +296,8 @@ def run_imapproxy(
         ports={"implicit": port},
         logging={"level": "info", "format": "json", "file": directory / "imapproxy.log"},
         rules=rules,
+        limits=limits,
+        multiplex=multiplex,
     )
     argv = [sys.executable, "-m", "imapproxy", "serve", "--config", str(config.source)]
     with _serving(argv, directory / "imapproxy.out", port, tls) as pid:

@@ -1,0 +1,109 @@
+"""bench/mux.py: how clients are spread over users and mailboxes, and a smoke run of
+``--quick``.
+
+The benchmark's figures are not checked (timings and connection counts are not
+asserts, nor are its targets); the smoke run only shows that it runs and prints its
+table. Its exit status does say something: the script fails when a client gets a
+response other than OK, or a header listing other than the one a direct session got
+from the same mailbox. The shared side runs only when the configuration check accepts
+``max_sessions_per_connection = 100``; until then the run says it is not available.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "mux.py"
+
+
+def _load():
+    # bench/mux.py imports bench/cache.py and bench/relay.py as ``cache`` and ``relay``,
+    # as when it runs as a script.
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_mux", BENCH)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH.parent))
+
+
+bench = _load()
+
+
+# -- the spread of clients --------------------------------------------------------------
+
+
+def test_clients_spread_evenly_over_users_and_their_mailboxes() -> None:
+    plan = bench.FULL
+    counts: dict[tuple[int, str], int] = {}
+    for client in range(plan.clients):
+        key = bench.assignment(client, plan.users)
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == plan.users * len(bench.MAILBOXES) == bench.mailboxes_in_use(plan)
+    assert max(counts.values()) - min(counts.values()) <= 1
+    per_user = [sum(n for (u, _), n in counts.items() if u == user) for user in range(plan.users)]
+    assert per_user == [plan.clients // plan.users] * plan.users
+
+
+@pytest.mark.parametrize(
+    ("clients", "users", "in_use"), [(1, 1, 1), (2, 1, 2), (5, 5, 5), (40, 4, 12)]
+)
+def test_mailboxes_in_use_counts_what_the_clients_select(clients, users, in_use) -> None:
+    plan = bench.Plan(
+        clients=clients, users=users, messages=60, connect_rate=1, idle=0, sample_every=1
+    )
+    assert bench.mailboxes_in_use(plan) == in_use
+
+
+# -- a smoke run --------------------------------------------------------------------------
+
+
+def test_quick_run_prints_the_table(dovecot) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    out = result.stdout
+    for line in (
+        "Multiplexing benchmark: 40 clients of 4 users through imapproxy, upstream "
+        "connections unshared vs shared (--quick run)",
+        "shared: [multiplex] enabled = true, max_sessions_per_connection = 100, "
+        "max_connections_per_user = 10, max_connections = 1000",
+        "40 clients of 4 users, 3 mailboxes each (12 in use), 60 messages a mailbox",
+        "unshared      shared  shared/unshared",
+        "upstream connections, peak ",
+        "upstream connections, all idling ",
+        "commands/s (phase 2) ",
+        "latency p50, all commands (ms) ",
+        "latency p99, all commands (ms) ",
+        "proxy RSS peak, VmHWM (MiB) ",
+        "Latency by command in ms, p50 / p99 (count)",
+        "connect (TCP, TLS, greeting) ",
+        "UID FETCH headers ",
+        "DONE ",
+        "LOGOUT ",
+        "Targets (issue 6)",
+        "shared upstream connections at peak <= users x mailboxes in use (12): ",
+        "shared p99 <= 2x unshared (all commands): ",
+    ):
+        assert line in out
+    # The unshared proxy is always measured: one upstream connection per client.
+    peak = next(line for line in out.splitlines() if line.startswith("upstream connections, peak"))
+    assert peak.split()[3] == "40"
+    # The shared one is measured, or said to be unavailable (while the limit is 1).
+    refused = "shared: not available (config refused: " in out
+    assert refused == ("users x mailboxes in use (12): not measured" in out)
