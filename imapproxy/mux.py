@@ -58,6 +58,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import itertools
+import math
 import re
 import tempfile
 from bisect import bisect_left
@@ -72,14 +73,16 @@ from imapproxy.mailbox import SelectedMailbox
 from imapproxy.upstream import Request, UpstreamConnection, UpstreamError
 from imapproxy.wire import Frame, Response, SequenceSet
 from imapproxy.wire.commands import (
+    Command,
     CommandArgs,
     CopyArgs,
     FetchArgs,
     NoArgs,
     SearchArgs,
+    SelectArgs,
     StoreArgs,
 )
-from imapproxy.wire.framing import FramePart, LiteralChunk
+from imapproxy.wire.framing import FramePart, LiteralChunk, LiteralSpan
 from imapproxy.wire.reader import ParseError
 from imapproxy.wire.responses import EsearchData, FetchData, Kind, SearchData
 from imapproxy.wire.search import SearchKey
@@ -104,6 +107,8 @@ LANE_SPOOL_MAX = 1024 * 1024 * 1024
 SPOOL_AT = 1024 * 1024
 #: How long the connection IDLEs before renewing it (RFC 9051: under 30 minutes).
 IDLE_RENEW = 25 * 60.0
+#: How often a connection whose server has no IDLE is polled while sessions idle.
+POLL_EVERY = 30.0
 #: Commands whose sequence numbers a lane translates to UIDs.
 _TRANSLATED = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH"})
 #: Commands that use sequence numbers but whose arguments are not parsed: sent as
@@ -188,13 +193,18 @@ class Multiplexer:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = UserGroup(key, digest, now)
+        group.digest, group.verified_at = digest, now  # the upstream just checked it
         if len(group.conns) >= self.settings.max_connections_per_user or (
             len(self) >= self.settings.max_connections
         ):
+            # No more connections for the user: this login only checked the
+            # password; the session joins one it may share (the caller logs
+            # ``upstream`` out), or keeps ``upstream`` to itself when none has room.
             if not group.conns:
                 del self.groups[key]
-            return None
-        group.digest, group.verified_at = digest, now
+                return None
+            conn = self._roomiest(group)
+            return Lane(conn) if conn is not None else None
         shared = SharedConnection(self, group, upstream)
         group.conns.append(shared)
         self._spawn(shared.run)
@@ -231,9 +241,7 @@ class Multiplexer:
         candidates = [
             conn
             for conn in group.conns
-            if not conn.closed
-            and not any(other.view is not None for other in conn.lanes if other is not lane)
-            and (len(conn.lanes) < limit or lane in conn.lanes)
+            if conn.free_for(lane) and (len(conn.lanes) < limit or lane in conn.lanes)
         ]
         if lane.shared in candidates:
             return lane.shared
@@ -334,6 +342,13 @@ class SharedConnection:
     def __repr__(self) -> str:
         return f"SharedConnection({self.conn!r}, {len(self.lanes)} lanes, {self.mailbox!r})"
 
+    def free_for(self, lane: Lane) -> bool:
+        """Whether ``lane`` may select a mailbox here: no other session has one
+        open or is opening one."""
+        return not self.closed and not any(
+            other.view is not None or other.selecting for other in self.lanes if other is not lane
+        )
+
     @property
     def on_mailbox(self) -> list[Lane]:
         return [lane for lane in self.lanes if lane.view is not None]
@@ -400,9 +415,16 @@ class SharedConnection:
     async def _keeper(self, scope: trio.CancelScope) -> None:
         """Finish commands (learning new UIDs first), and IDLE for idling lanes."""
         while True:
-            await self._wake.wait()
+            poll = self._polling()
+            with trio.move_on_after(POLL_EVERY if poll else math.inf) as waited:
+                await self._wake.wait()
             self._wake = trio.Event()
             try:
+                if waited.cancelled_caught and self._polling() and not self._wanted:
+                    async with self._turn:  # no IDLE upstream: NOOP brings the news
+                        await self.conn.command("NOOP", NoArgs())
+                        if self._grew:
+                            await self._learn()
                 while self._completions:
                     turn, response = self._completions.popleft()
                     await self._finish(turn, response)
@@ -417,6 +439,14 @@ class SharedConnection:
                 self._lost(str(exc))
                 scope.cancel()
                 return
+
+    def _polling(self) -> bool:
+        """Whether sessions idle on a server without IDLE (polled with NOOP)."""
+        return (
+            not self.closed
+            and not self.conn.has("IDLE")
+            and any(lane.idling is not None for lane in self.lanes)
+        )
 
     def _idle_wanted(self) -> bool:
         return (
@@ -810,6 +840,8 @@ class Lane:
         #: mailbox selected through this lane).
         self.view: list[int] | None = None
         self.readonly = False
+        #: A SELECT of this session's is on its way (the connection is taken).
+        self.selecting = False
         self._expunged: set[int] = set()  # in the view, not yet shown as expunged
         self.idling: Request | None = None
         self.closed = False
@@ -1038,69 +1070,79 @@ class Lane:
                 segment.close()
 
     async def _select(self, request: Request, turn: _Turn, segments: list[_Segment]) -> None:
-        from imapproxy.wire.commands import Command, SelectArgs
-
-        raw = b"".join(segment.data() for segment in segments if segment.kind != "literal")
-        try:
-            args = Command.parse(Frame(raw)).args
-        except ParseError:
-            args = None
+        """SELECT or EXAMINE: join a connection that has the mailbox open in that
+        mode, or select it on one where no other session has a mailbox open (a new
+        one if the user may have another)."""
+        args = _parsed(segments)
         self._detach()
-        if not isinstance(args, SelectArgs) or segments[0].kind != "tail":
-            # A literal mailbox name: selected here, on a connection of its own.
+        readonly = turn.name == "EXAMINE"
+        mailbox = args.mailbox if isinstance(args, SelectArgs) else None
+        self.selecting = True
+        for _attempt in range(5):
+            if mailbox is not None:
+                found = self.mux.find(self.group, mailbox, readonly)
+                if found is not None:
+                    if await self._join(found, request, readonly):
+                        return
+                    continue
             target = self.mux.free(self.group, self)
-            mailbox = None
-        else:
-            mailbox = args.mailbox
-            readonly = turn.name == "EXAMINE"
-            target = self.mux.find(self.group, mailbox, readonly)
-            if target is not None:
-                await self._join(target, request, readonly)
-                return
-            target = self.mux.free(self.group, self)
-        if target is None:
-            if not self.mux.can_grow(self.group) or self.opener is None:
-                self.complete(
-                    request,
-                    _status(request.tag, "NO", "Too many mailboxes open for this user", "LIMIT"),
-                )
-                return
+            if target is None:
+                target = await self._another(request)
+                if target is None:
+                    return
+            self._move(target)
+            await target._acquire()
+            if self.closed or target.closed:
+                target._release()
+                raise UpstreamError("upstream connection lost")
+            if not target.free_for(self):
+                target._release()  # another session opened a mailbox there first
+                continue
+            # A name that cannot be parsed here never matches another's SELECT.
+            name = mailbox if mailbox is not None else Mailbox(b"\x00unparsed")
+            target.mailbox = SelectedMailbox(name, readonly=readonly)
+            target.mailbox.track_uids()
+            target.select_data = []
+            target.select_unseen = False
+            target.flags.clear()
+            self.readonly = readonly
             try:
-                upstream = await self.opener()
-            except UpstreamError as exc:
-                log.warning("upstream error", error=str(exc))
-                self.complete(
-                    request,
-                    _status(request.tag, "NO", "Mail server unavailable", "UNAVAILABLE"),
-                )
-                return
-            target = self.mux.add(self.group, upstream)
-        self._move(target)
-        await target._acquire()
-        if self.closed or target.closed:
-            target._release()
-            raise UpstreamError("upstream connection lost")
-        target.mailbox = SelectedMailbox(mailbox or Mailbox(b""), readonly=turn.name == "EXAMINE")
-        target.mailbox.track_uids()
-        target.select_data = []
-        target.select_unseen = False
-        target.flags.clear()
-        self.readonly = turn.name == "EXAMINE"
-        try:
-            await target.submit(turn, segments)
-        except BaseException:
-            target._release()
-            raise
+                await target.submit(turn, segments)
+            except BaseException:
+                target._release()
+                raise
+            return
+        self.complete(request, _status(request.tag, "NO", "Mailbox busy, try again", "INUSE"))
 
-    async def _join(self, target: SharedConnection, request: Request, readonly: bool) -> None:
+    async def _another(self, request: Request) -> SharedConnection | None:
+        """Log in one more connection for the user; None when that may not or did
+        not work (the session has its answer)."""
+        if not self.mux.can_grow(self.group) or self.opener is None:
+            text = "Too many mailboxes open at once for this user"
+            self.complete(request, _status(request.tag, "NO", text, "LIMIT"))
+            return None
+        try:
+            upstream = await self.opener()
+        except UpstreamError as exc:
+            log.warning("upstream error", error=str(exc))
+            text = "Mail server unavailable, try again later"
+            self.complete(request, _status(request.tag, "NO", text, "UNAVAILABLE"))
+            return None
+        return self.mux.add(self.group, upstream)
+
+    async def _join(self, target: SharedConnection, request: Request, readonly: bool) -> bool:
         """SELECT a mailbox another session has open: answered from the state the
-        connection tracks, as the server would answer it."""
+        connection tracks, as the server would answer it. False when the mailbox
+        is no longer open there (its SELECT failed meanwhile)."""
+        name = target.mailbox.name if target.mailbox is not None else None
         self._move(target)
         await target._acquire()  # a consistent state: nothing in progress
         try:
             mailbox = target.mailbox
-            if target.closed or mailbox is None or mailbox.uids is None:
+            if target.closed:
                 raise UpstreamError("upstream connection lost")
+            if mailbox is None or mailbox.uids is None or mailbox.name != name:
+                return False
             if target._grew or not mailbox.complete:
                 await target._learn()
             unseen = await target.first_unseen() if target.select_unseen else None
@@ -1119,8 +1161,9 @@ class Lane:
             if mailbox.uidnext is not None:
                 self.deliver(_line(b"* OK [UIDNEXT %d] Predicted next UID" % mailbox.uidnext))
             mode = b"READ-ONLY" if readonly else b"READ-WRITE"
-            name = b"EXAMINE" if readonly else b"SELECT"
-            self.complete(request, _line(b"%s OK [%s] %s completed" % (request.tag, mode, name)))
+            verb = b"EXAMINE" if readonly else b"SELECT"
+            self.complete(request, _line(b"%s OK [%s] %s completed" % (request.tag, mode, verb)))
+            return True
         finally:
             target._release()
 
@@ -1136,6 +1179,7 @@ class Lane:
     def attach(self, shared: SharedConnection, uids: list[int]) -> None:
         self._move(shared)
         self.view = uids
+        self.selecting = False
         self._expunged.clear()
 
     def _detach(self) -> None:
@@ -1177,7 +1221,13 @@ class Lane:
     # -- what the connection gives the lane -----------------------------------------
 
     def deliver(self, response: Response) -> None:
-        self._put(("response", response, None))
+        frame = response.frame
+        if self._spool is not None or self._queued + len(frame.raw) > LANE_MEMORY:
+            # A client that does not keep up: what waits for it goes to disk.
+            if self._spool_bytes(frame.raw):
+                self._put(("spooled-response", len(frame.raw), frame.literals))
+            return
+        self._put(("response", response, None), len(frame.raw))
 
     def deliver_fetch(self, response: Response, uid: int) -> None:
         seq = self.seq_for(uid)
@@ -1240,17 +1290,23 @@ class Lane:
         self._put(("chunk", data, chunk.remaining), len(data))
 
     def _spill(self, data: bytes, remaining: int) -> None:
+        if self._spool_bytes(data):
+            self._put(("spooled", len(data), remaining))
+
+    def _spool_bytes(self, data: bytes) -> bool:
+        """Append to the lane's spool; False (and the session is cut) past
+        :data:`LANE_SPOOL_MAX`."""
         if self._spool is None:
-            self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _close_spool
+            self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _unspool/release
             self._spool_write = self._spool_read = 0
         if self._spool_write - self._spool_read + len(data) > LANE_SPOOL_MAX:
             self._error = "client not reading"
             self.lost()
-            return
+            return False
         self._spool.seek(self._spool_write)
         self._spool.write(data)
         self._spool_write += len(data)
-        self._put(("spooled", len(data), remaining))
+        return True
 
     def grow(self, uids: list[int]) -> None:
         """The connection learned new messages: append them to the view (EXISTS)."""
@@ -1325,7 +1381,12 @@ class Lane:
                 kind, first, second = self._queue.popleft()
                 if kind == "response":
                     assert isinstance(first, Response)
+                    self._queued -= len(first.frame.raw)
                     downstream.upstream_response(first, None)
+                elif kind == "spooled-response":
+                    assert isinstance(first, int) and isinstance(second, tuple)
+                    frame = Frame(self._unspool(first), second)
+                    downstream.upstream_response(Response.parse(frame), None)
                 elif kind == "tagged":
                     assert isinstance(first, Response) and isinstance(second, Request)
                     self._done(second, first)
@@ -1379,6 +1440,8 @@ class Lane:
         request.done.set()
         if self.idling is request:
             self.idling = None
+        if request.name in ("SELECT", "EXAMINE"):
+            self.selecting = False
 
     # -- the end ---------------------------------------------------------------------
 
@@ -1418,6 +1481,26 @@ class Lane:
 
     def quiet(self) -> bool:
         return False
+
+
+def _parsed(segments: list[_Segment]) -> CommandArgs | None:
+    """The arguments of a buffered command (literals in memory only)."""
+    raw = bytearray()
+    spans: list[LiteralSpan] = []
+    for segment in segments:
+        if segment.kind == "literal":
+            if segment.spool is not None:
+                return None
+            start = len(raw)
+            raw += segment.data()
+            announce = raw.rfind(b"{", 0, start)
+            spans.append(LiteralSpan(announce, start, segment.size))
+        else:
+            raw += segment.data()
+    try:
+        return Command.parse(Frame(bytes(raw), tuple(spans))).args
+    except ParseError:
+        return None
 
 
 def _data(response: Response) -> object:

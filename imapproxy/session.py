@@ -860,6 +860,8 @@ class ClientSession:
                 lane = mux.adopt(shared_key, digest, verified_at, fresh)
                 if lane is not None:
                     conn = lane
+                    if lane.shared.conn is not fresh:  # it only checked the password
+                        await fresh.logout()
         if lane is not None:
             lane.opener = functools.partial(self._upstream_login, upstream_cfg, credentials)
         if proxy.pool is not None:
