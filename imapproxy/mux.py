@@ -147,6 +147,11 @@ class UserGroup:
     digest: bytes
     verified_at: float
     conns: list[SharedConnection] = field(default_factory=list)
+    #: Connections being logged in for the group.
+    logging_in: int = 0
+    #: SELECTs waiting for a new connection, by (mailbox, read-only): the same
+    #: mailbox's waits for it instead of logging in another.
+    opening: dict[tuple[bytes, bool], trio.Event] = field(default_factory=dict)
 
 
 class Multiplexer:
@@ -248,9 +253,11 @@ class Multiplexer:
         return min(candidates, key=lambda conn: len(conn.lanes), default=None)
 
     def can_grow(self, group: UserGroup) -> bool:
+        """Whether the user may have one more connection (counting logins under way)."""
+        logging_in = sum(other.logging_in for other in self.groups.values())
         return (
-            len(group.conns) < self.settings.max_connections_per_user
-            and len(self) < self.settings.max_connections
+            len(group.conns) + group.logging_in < self.settings.max_connections_per_user
+            and len(self) + logging_in < self.settings.max_connections
         )
 
     def add(self, group: UserGroup, upstream: UpstreamConnection) -> SharedConnection:
@@ -1077,35 +1084,47 @@ class Lane:
         self._detach()
         readonly = turn.name == "EXAMINE"
         mailbox = args.mailbox if isinstance(args, SelectArgs) else None
+        # A name that cannot be parsed here never matches another's SELECT.
+        name = mailbox if mailbox is not None else Mailbox(b"\x00unparsed")
+        key = (name.raw, readonly)
+        group = self.group
         self.selecting = True
-        for _attempt in range(5):
-            if mailbox is not None:
-                found = self.mux.find(self.group, mailbox, readonly)
-                if found is not None:
-                    if await self._join(found, request, readonly):
-                        return
-                    continue
-            target = self.mux.free(self.group, self)
+        for _attempt in range(8):
+            found = self.mux.find(group, name, readonly)
+            if found is not None:
+                if await self._join(found, request, readonly):
+                    return
+                continue
+            opening = group.opening.get(key)
+            if opening is not None:  # another session is logging in one for it
+                await opening.wait()
+                continue
+            target = self.mux.free(group, self)
             if target is None:
-                target = await self._another(request)
+                opening = group.opening[key] = trio.Event()
+                try:
+                    target = await self._another(request)
+                finally:
+                    if target is None:
+                        del group.opening[key]
+                        opening.set()
                 if target is None:
                     return
+            # Claimed at once: a SELECT of the same mailbox from now on joins.
             self._move(target)
-            await target._acquire()
-            if self.closed or target.closed:
-                target._release()
-                raise UpstreamError("upstream connection lost")
-            if not target.free_for(self):
-                target._release()  # another session opened a mailbox there first
-                continue
-            # A name that cannot be parsed here never matches another's SELECT.
-            name = mailbox if mailbox is not None else Mailbox(b"\x00unparsed")
             target.mailbox = SelectedMailbox(name, readonly=readonly)
             target.mailbox.track_uids()
             target.select_data = []
             target.select_unseen = False
             target.flags.clear()
             self.readonly = readonly
+            if group.opening.get(key) is opening and opening is not None:
+                del group.opening[key]
+                opening.set()
+            await target._acquire()
+            if self.closed or target.closed:
+                target._release()
+                raise UpstreamError("upstream connection lost")
             try:
                 await target.submit(turn, segments)
             except BaseException:
@@ -1117,10 +1136,12 @@ class Lane:
     async def _another(self, request: Request) -> SharedConnection | None:
         """Log in one more connection for the user; None when that may not or did
         not work (the session has its answer)."""
-        if not self.mux.can_grow(self.group) or self.opener is None:
+        group = self.group
+        if not self.mux.can_grow(group) or self.opener is None:
             text = "Too many mailboxes open at once for this user"
             self.complete(request, _status(request.tag, "NO", text, "LIMIT"))
             return None
+        group.logging_in += 1
         try:
             upstream = await self.opener()
         except UpstreamError as exc:
@@ -1128,7 +1149,9 @@ class Lane:
             text = "Mail server unavailable, try again later"
             self.complete(request, _status(request.tag, "NO", text, "UNAVAILABLE"))
             return None
-        return self.mux.add(self.group, upstream)
+        finally:
+            group.logging_in -= 1
+        return self.mux.add(group, upstream)
 
     async def _join(self, target: SharedConnection, request: Request, readonly: bool) -> bool:
         """SELECT a mailbox another session has open: answered from the state the

@@ -66,3 +66,36 @@ async def test_two_sessions_on_one_mailbox_share_one_connection(
         await a.aclose()
         await b.aclose()
     running.proxy.shutdown()
+
+
+async def test_sessions_on_three_mailboxes_use_three_connections(
+    dovecot: DovecotServer,
+    mail_user: User,
+    proxy_tls: ProxyTls,
+    tmp_path: Path,
+    nursery: trio.Nursery,
+) -> None:
+    with trio.fail_after(30):
+        running = await sharing_proxy(nursery, dovecot, proxy_tls, tmp_path)
+        first = await proxy_login(running, mail_user)
+        listing = await first.command(b"l", b'LIST "" "*"')
+        print(listing)
+        names = [line.rsplit(b" ", 1)[1].rstrip(b"\r\n") for line in listing[:-1]][:3]
+        clients = [first] + [await proxy_login(running, mail_user) for _ in range(8)]
+        results: dict[int, list[bytes]] = {}
+
+        async def select(index: int) -> None:
+            client = clients[index]
+            results[index] = await client.command(b"s", b"SELECT " + names[index % 3])
+            results[index] += await client.command(b"f", b"UID FETCH 1:5 (UID FLAGS)")
+
+        async with trio.open_nursery() as inner:
+            for index in range(len(clients)):
+                inner.start_soon(select, index)
+        for index, lines in sorted(results.items()):
+            print(index, lines[-1], lines[-3:])
+        print(running.proxy.mux.groups if running.proxy.mux else None)
+        assert connections(dovecot, mail_user) <= 3
+        for client in clients:
+            await client.aclose()
+    running.proxy.shutdown()
