@@ -121,9 +121,16 @@ _SELECTED_ONLY = frozenset(
     {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
      "SORT", "THREAD", "ESEARCH"}
 )  # fmt: skip
+#: Commands one execution can answer for several lanes, when they are identical
+#: (their results are the same; numbered for each lane).
+_RIDABLE = frozenset(
+    {"UID FETCH", "UID SEARCH", "STATUS", "LIST", "LSUB", "NAMESPACE", "GETQUOTAROOT",
+     "GETQUOTA", "MYRIGHTS", "GETACL", "LISTRIGHTS", "GETMETADATA"}
+)  # fmt: skip
 #: Commands whose FETCH responses are the command's results.
 _FETCHING = frozenset({"FETCH", "UID FETCH", "STORE", "UID STORE"})
 _NUMBER = re.compile(rb"\* (\d+) ")
+_FLAGS_ITEM = re.compile(rb"[( ]FLAGS \(([^()]*)\)", re.IGNORECASE)
 
 
 class NotShared(Exception):
@@ -224,8 +231,11 @@ class Multiplexer:
                 best = conn
         return best
 
-    def find(self, group: UserGroup, mailbox: Mailbox, readonly: bool) -> SharedConnection | None:
-        """A connection of the group with ``mailbox`` selected in that mode and room."""
+    def find(
+        self, group: UserGroup, mailbox: Mailbox, readonly: bool, lane: Lane
+    ) -> SharedConnection | None:
+        """A connection of the group with ``mailbox`` selected in that mode, with
+        room for ``lane`` (or ``lane`` on it already)."""
         limit = self.settings.max_sessions_per_connection
         for conn in group.conns:
             selected = conn.mailbox
@@ -234,7 +244,7 @@ class Multiplexer:
                 and selected is not None
                 and selected.readonly == readonly
                 and selected.name.raw == mailbox.raw
-                and len(conn.lanes) < limit
+                and (len(conn.lanes) < limit or lane in conn.lanes)
             ):
                 return conn
         return None
@@ -308,6 +318,16 @@ class _Turn:
     silent: bool = False  # a STORE whose FETCH results the client did not ask for
     searched: bool = False  # a SEARCH translated to UID SEARCH: results numbered back
     close: bool = False  # a CLOSE sent as EXPUNGE: the lane left the mailbox
+    #: Identical commands of other lanes answered by this one (see Lane._send).
+    riders: list[tuple[Lane, Request]] = field(default_factory=list)
+
+    def owners(self) -> list[Lane]:
+        """The lanes whose command this is: its own and its riders'."""
+        if self.lane is None:
+            return []
+        if not self.riders:
+            return [self.lane]
+        return [self.lane, *(lane for lane, _ in self.riders)]
 
     @property
     def may_expunge(self) -> bool:
@@ -343,8 +363,11 @@ class SharedConnection:
         self._grew = False  # EXISTS grew: the new UIDs must be learned
         self._idle_request: Request | None = None
         self._idle_started = trio.Event()
-        self._streaming: Lane | None = None  # the lane a streamed response goes to
-        self._dropping = False  # a streamed response no lane gets
+        #: The lanes a streamed response goes to (none: it is dropped).
+        self._streaming: list[Lane] = []
+        #: Lanes' commands waiting for the turn, by what they send: an identical
+        #: one rides along (see Lane._send).
+        self.waiting: dict[bytes, _Turn] = {}
 
     def __repr__(self) -> str:
         return f"SharedConnection({self.conn!r}, {len(self.lanes)} lanes, {self.mailbox!r})"
@@ -574,9 +597,10 @@ class SharedConnection:
         elif self._grew:
             await self._learn()
         if lane is not None and request is not None and response is not None:
-            if lane.view is not None and turn.may_expunge:
-                lane.show_expunges()
-            lane.complete(request, response)
+            for each, its in [(lane, request), *turn.riders]:
+                if each.view is not None and its.name not in _NO_EXPUNGE_DURING:
+                    each.show_expunges()
+                each.complete(its, response)
 
     # -- Downstream: what the server sends -----------------------------------------
 
@@ -603,7 +627,8 @@ class SharedConnection:
         name = response.name
         mailbox = self.mailbox
         turn = self.current
-        owner = turn.lane if turn is not None else None
+        owners = turn.owners() if turn is not None else []
+        owner = owners[0] if owners else None
         if turn is not None and turn.name in ("SELECT", "EXAMINE"):
             # The SELECT's own data: to its session, and kept for those that join.
             if mailbox is not None:
@@ -632,7 +657,7 @@ class SharedConnection:
             if uid is not None:
                 self.flags.pop(uid, None)
                 for lane in self.on_mailbox:
-                    lane.expunged(uid, now=lane is owner and turn is not None and turn.may_expunge)
+                    lane.expunged(uid, now=lane in owners and turn is not None and turn.may_expunge)
             return
         if name == "FETCH":
             self._fetch(response, turn)
@@ -657,10 +682,12 @@ class SharedConnection:
             return
         if owner is None:
             return  # a result of the proxy's own, or chatter during IDLE
-        if turn is not None and turn.searched and name in ("SEARCH", "ESEARCH"):
-            owner.deliver_search(response)
-            return
-        owner.deliver(response)
+        searched = turn is not None and turn.searched and name in ("SEARCH", "ESEARCH")
+        for each in owners:
+            if searched:
+                each.deliver_search(response)
+            else:
+                each.deliver(response)
 
     def _fetch(self, response: Response, turn: _Turn | None) -> None:
         """A FETCH response: the owner's result when its command fetches; a change
@@ -671,26 +698,28 @@ class SharedConnection:
         if mailbox is None or number is None:
             return
         uid = mailbox.uid_for(number)
-        raw = response.frame.raw
-        data: FetchData | None = None
-        if uid is None or b"FLAGS" in raw[:4096].upper():
+        frame = response.frame
+        if uid is None:
             parsed = _data(response)
-            data = parsed if isinstance(parsed, FetchData) else None
-            if uid is None and data is not None and data.uid is not None:
-                uid = data.uid
+            if isinstance(parsed, FetchData) and parsed.uid is not None:
+                uid = parsed.uid
                 mailbox.apply(response)  # learns the UID
         if uid is None:
             return
-        owner = turn.lane if turn is not None else None
-        asked = owner is not None and turn is not None and turn.name in _FETCHING
+        owners = turn.owners() if turn is not None else []
+        asked = bool(owners) and turn is not None and turn.name in _FETCHING
         storing = asked and turn is not None and turn.name in ("STORE", "UID STORE")
         silent = turn is not None and turn.silent
-        if asked and owner is not None and not silent:
-            owner.deliver_fetch(response, uid)
-        flags = data.flags if data is not None else None
-        if flags is None:
+        if asked and not silent:
+            for owner in owners:
+                owner.deliver_fetch(response, uid)
+        # The FLAGS item, read from the response's text before any literal (flags
+        # are atoms: no parenthesis inside a list of them).
+        head = frame.raw[: frame.literals[0].announce] if frame.literals else frame.raw
+        found = _FLAGS_ITEM.search(head)
+        if found is None:
             return
-        text = b"(" + b" ".join(flags) + b")"
+        text = b"(" + b" ".join(found.group(1).split()) + b")"
         before = self.flags.get(uid)
         self.flags[uid] = text
         if before == text or (asked and not storing and before is None):
@@ -698,39 +727,42 @@ class SharedConnection:
             # of it from this connection.
             return
         for lane in self.on_mailbox:
-            if asked and lane is owner:
+            if asked and lane in owners:
                 continue  # it has them as its result, or asked not to hear (.SILENT)
             lane.deliver_flags(uid, text)
 
     def upstream_part(self, part: FramePart | LiteralChunk) -> None:
+        """A response whose literal streams: to the lanes whose command asked for
+        it (a FETCH numbered for each), never through memory whole."""
         if isinstance(part, LiteralChunk):
-            if self._streaming is not None:
-                self._streaming.deliver_chunk(part)
+            if self._streaming:
+                data = bytes(part.data)  # the reader's buffer is reused
+                for lane in self._streaming:
+                    lane.deliver_chunk(data, part.remaining)
             return
         if part.first:
-            self._streaming, self._dropping = None, False
+            self._streaming = []
             turn = self.current
-            owner = turn.lane if turn is not None else None
+            owners = turn.owners() if turn is not None else []
             match = _NUMBER.match(part.raw)
-            if owner is not None and turn is not None and turn.name in _FETCHING and match:
+            if match is None:  # a result with a large literal (not a FETCH)
+                self._streaming = owners
+                for owner in owners:
+                    owner.deliver_part(part)
+            elif turn is not None and turn.name in _FETCHING and not turn.silent:
                 uid = self.mailbox.uid_for(int(match.group(1))) if self.mailbox else None
                 if uid is None:
                     uid = _uid_in(part.raw)
-                lane_seq = owner.seq_for(uid) if uid is not None else None
-                if lane_seq is not None and not turn.silent:
-                    self._streaming = owner
-                    owner.deliver_part(_renumbered_part(part, lane_seq))
-                    return
-            elif owner is not None and match is None:
-                self._streaming = owner  # a result with a large literal (not FETCH)
-                owner.deliver_part(part)
-                return
-            self._dropping = True
+                for owner in owners:
+                    lane_seq = owner.seq_for(uid) if uid is not None else None
+                    if lane_seq is not None:
+                        self._streaming.append(owner)
+                        owner.deliver_part(_renumbered_part(part, lane_seq))
             return
-        if self._streaming is not None:
-            self._streaming.deliver_part(part)
+        for lane in self._streaming:
+            lane.deliver_part(part)
         if part.literal is None:
-            self._streaming, self._dropping = None, False
+            self._streaming = []
 
     async def upstream_flush(self) -> None:
         for lane in self.lanes:
@@ -1063,7 +1095,21 @@ class Lane:
                 turn.name, turn.close = "EXPUNGE", True
                 segments = [_Segment("tail", [request.tag + b" EXPUNGE\r\n"])]
             shared = self.shared
-            await shared._acquire()
+            key = _ride_key(turn, segments)
+            if key is not None:
+                lead = shared.waiting.get(key)
+                if lead is None and key == b"NOOP" and shared.waiting:
+                    # A NOOP asks only for news: any command after it brings them.
+                    lead = next(reversed(shared.waiting.values()))
+                if lead is not None and lead.lane is not None and not lead.lane.closed:
+                    lead.riders.append((self, request))
+                    return
+                shared.waiting[key] = turn
+            try:
+                await shared._acquire()
+            finally:
+                if key is not None and shared.waiting.get(key) is turn:
+                    del shared.waiting[key]  # on the wire now: nobody rides any more
             if self.closed or shared.closed:
                 shared._release()
                 raise UpstreamError("upstream connection lost")
@@ -1090,7 +1136,7 @@ class Lane:
         group = self.group
         self.selecting = True
         for _attempt in range(8):
-            found = self.mux.find(group, name, readonly)
+            found = self.mux.find(group, name, readonly, self)
             if found is not None:
                 if await self._join(found, request, readonly):
                     return
@@ -1305,12 +1351,11 @@ class Lane:
     def deliver_part(self, part: FramePart) -> None:
         self._put(("part", part, None), len(part.raw))
 
-    def deliver_chunk(self, chunk: LiteralChunk) -> None:
-        data = bytes(chunk.data)
+    def deliver_chunk(self, data: bytes, remaining: int) -> None:
         if self._spool is not None or self._queued + len(data) > LANE_MEMORY:
-            self._spill(data, chunk.remaining)
+            self._spill(data, remaining)
             return
-        self._put(("chunk", data, chunk.remaining), len(data))
+        self._put(("chunk", data, remaining), len(data))
 
     def _spill(self, data: bytes, remaining: int) -> None:
         if self._spool_bytes(data):
@@ -1504,6 +1549,23 @@ class Lane:
 
     def quiet(self) -> bool:
         return False
+
+
+def _ride_key(turn: _Turn, segments: list[_Segment]) -> bytes | None:
+    """What makes two lanes' commands the same, for those whose one execution can
+    answer both (None: this one must run on its own)."""
+    if len(segments) != 1 or turn.request is None:
+        return None  # literals: APPEND and the like
+    name = turn.name
+    if name == "NOOP":
+        return b"NOOP"
+    if name not in _RIDABLE or (turn.searched and name != "UID SEARCH"):
+        return None
+    raw = segments[0].data()
+    tag = turn.request.tag
+    if b"RETURN" in raw.upper():
+        return None  # ESEARCH answers name their command's tag
+    return (b"S" if turn.searched else b"-") + raw[len(tag) :]
 
 
 def _parsed(segments: list[_Segment]) -> CommandArgs | None:
