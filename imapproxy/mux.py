@@ -353,6 +353,10 @@ class SharedConnection:
         self.select_unseen = False
         #: Each message's FLAGS as last seen (UID -> the parenthesised list).
         self.flags: dict[int, bytes] = {}
+        #: Counts what can change the mailbox's messages as seen here (EXISTS,
+        #: EXPUNGE, FETCH, a lane's command): a result is reusable while it stands.
+        self.changes = 0
+        self._unseen: tuple[int, int | None] | None = None
         self.closed = False
         self.idle_since = trio.current_time()
         self._turn = trio.Semaphore(1)
@@ -558,7 +562,17 @@ class SharedConnection:
             lane.grow(mailbox.uids or [])
 
     async def first_unseen(self) -> int | None:
-        """The sequence number of the first unseen message (the turn held)."""
+        """The sequence number of the first unseen message (the turn held); asked
+        again only after the mailbox changed (sessions joining one after another)."""
+        if self._unseen is not None and self._unseen[0] == self.changes:
+            return self._unseen[1]
+        changes = self.changes
+        found = await self._first_unseen()
+        if self.changes == changes:
+            self._unseen = (changes, found)
+        return found
+
+    async def _first_unseen(self) -> int | None:
         if self.conn.has("ESEARCH"):
             args = SearchArgs(SearchKey("UNSEEN"), return_options=(("MIN", ()),))
         else:
@@ -625,6 +639,8 @@ class SharedConnection:
 
     def _untagged(self, response: Response) -> None:
         name = response.name
+        if name in ("EXISTS", "EXPUNGE", "FETCH", "VANISHED"):
+            self.changes += 1
         mailbox = self.mailbox
         turn = self.current
         owners = turn.owners() if turn is not None else []
@@ -778,6 +794,8 @@ class SharedConnection:
         upstream = conn.new_request(turn.name, request.client_tag, tag=request.tag)
         turn.upstream = upstream
         self.current = turn
+        if turn.name not in _RIDABLE and turn.name != "NOOP":
+            self.changes += 1  # it may change flags (STORE, FETCH of BODY[], ...)
         await conn.begin_writing(upstream)
         try:
             for segment in segments:
