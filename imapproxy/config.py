@@ -738,11 +738,14 @@ class Timeouts(Section):
 
 
 class Multiplex(Section):
-    """``[multiplex]``: reuse of logged-in upstream connections (docs/multiplex.md).
+    """``[multiplex]``: reuse and sharing of logged-in upstream connections
+    (docs/multiplex.md).
 
     With ``enabled``, a client's upstream connection is kept when it logs out (in a
     clean state) and given to the next login of the same user on the same upstream
-    whose password matches the one the upstream last accepted on it."""
+    whose password matches the one the upstream last accepted on it; with
+    ``max_sessions_per_connection`` above 1, concurrent sessions of the user share
+    its connections (:mod:`imapproxy.mux`)."""
 
     enabled: StrictBool = False
     """Keep and reuse logged-in upstream connections."""
