@@ -105,6 +105,9 @@ LANE_MEMORY = 4 * 1024 * 1024
 LANE_SPOOL_MAX = 1024 * 1024 * 1024
 #: A buffered command's literal data goes to a temporary file beyond this size.
 SPOOL_AT = 1024 * 1024
+#: The slowest rate (octets/s) at which a server may take a command's literal
+#: data before its connection is given up (on top of ``upstream_response``).
+_SLOWEST_WRITE = 100_000
 #: How long the connection IDLEs before renewing it (RFC 9051: under 30 minutes).
 IDLE_RENEW = 25 * 60.0
 #: How often a connection whose server has no IDLE is polled while sessions idle.
@@ -401,6 +404,10 @@ class SharedConnection:
                 except UpstreamError as exc:
                     reason = str(exc)
                 nursery.cancel_scope.cancel()
+        except Exception:
+            # A bug ends this connection and its sessions, never the proxy.
+            log.exception("shared upstream connection failed")
+            reason = "internal error"
         finally:
             self._lost(reason)
             with trio.CancelScope(shield=True):
@@ -456,7 +463,7 @@ class SharedConnection:
             try:
                 if waited.cancelled_caught and self._polling() and not self._wanted:
                     async with self._turn:  # no IDLE upstream: NOOP brings the news
-                        await self.conn.command("NOOP", NoArgs())
+                        await self.own("NOOP", NoArgs())
                         if self._grew:
                             await self._learn()
                 while self._completions:
@@ -537,7 +544,7 @@ class SharedConnection:
         if not mailbox.complete:
             known = [uid for uid in mailbox.uids if uid]
             last = known[-1] if known else 0
-            request = await self.conn.command(
+            request = await self.own(
                 "UID SEARCH", SearchArgs(SearchKey("UID", (SequenceSet(((last + 1, None),)),)))
             )
             found: list[int] = []
@@ -550,7 +557,7 @@ class SharedConnection:
             if slots == len(found) and all(uid == 0 for uid in mailbox.uids[-slots:]):
                 mailbox.uids[len(mailbox.uids) - slots :] = found
             else:  # numbering moved meanwhile: ask for all of it
-                request = await self.conn.command("UID SEARCH", SearchArgs(SearchKey("ALL")))
+                request = await self.own("UID SEARCH", SearchArgs(SearchKey("ALL")))
                 uids: list[int] = []
                 for response in request.untagged:
                     data = _data(response)
@@ -577,7 +584,7 @@ class SharedConnection:
             args = SearchArgs(SearchKey("UNSEEN"), return_options=(("MIN", ()),))
         else:
             args = SearchArgs(SearchKey("UNSEEN"))
-        request = await self.conn.command("SEARCH", args)
+        request = await self.own("SEARCH", args)
         for response in request.untagged:
             data = _data(response)
             if isinstance(data, EsearchData):
@@ -595,7 +602,7 @@ class SharedConnection:
             if response is not None and response.name == "OK":
                 assert self.mailbox is not None
                 self.mailbox.apply(response)
-                result = await self.conn.command("UID SEARCH", SearchArgs(SearchKey("ALL")))
+                result = await self.own("UID SEARCH", SearchArgs(SearchKey("ALL")))
                 uids: list[int] = []
                 for untagged in result.untagged:
                     data = _data(untagged)
@@ -786,6 +793,17 @@ class SharedConnection:
 
     # -- lanes' commands -----------------------------------------------------------
 
+    async def own(self, name: str, args: CommandArgs, *, collect_fetch: bool = False) -> Request:
+        """A command of the proxy's own (the turn held), sent and answered whatever
+        happens to the session that asked meanwhile; a server that does not answer
+        in time loses the connection. Raises UpstreamError."""
+        limit = self.mux.timeouts.upstream_response
+        with trio.CancelScope(shield=True), trio.move_on_after(limit):
+            return await self.conn.command(name, args, collect_fetch=collect_fetch)
+        with trio.CancelScope(shield=True):
+            await self.conn.aclose()
+        raise UpstreamError(f"upstream did not answer {name}") from None
+
     async def submit(self, turn: _Turn, segments: list[_Segment]) -> None:
         """Send a lane's buffered command (holding the turn, taken by the caller)."""
         conn = self.conn
@@ -796,20 +814,34 @@ class SharedConnection:
         self.current = turn
         if turn.name not in _RIDABLE and turn.name != "NOOP":
             self.changes += 1  # it may change flags (STORE, FETCH of BODY[], ...)
-        await conn.begin_writing(upstream)
-        try:
-            for segment in segments:
-                if segment.kind == "announce":
-                    if not await conn.send_segment(upstream, segment.data(), literal=True):
-                        return  # refused instead of "+": the tagged answer completes it
-                elif segment.kind == "literal":
-                    for chunk in segment.chunks():
-                        await conn.send_raw(chunk)
-                else:
-                    await conn.send_segment(upstream, segment.data(), literal=False)
-        finally:
-            conn.end_writing(upstream)
-            request.asked = upstream.asked
+        # Written whole whatever happens to the session meanwhile: a command cut
+        # short would leave the connection unusable for every session on it. A
+        # server that does not take it in time loses the connection instead.
+        size = sum(segment.size or len(segment.data()) for segment in segments)
+        allowed = self.mux.timeouts.upstream_response + size / _SLOWEST_WRITE
+        with trio.CancelScope(shield=True), trio.move_on_after(allowed) as scope:
+            await conn.begin_writing(upstream)
+            try:
+                await self._write(upstream, segments)
+            finally:
+                conn.end_writing(upstream)
+                request.asked = upstream.asked
+        if scope.cancelled_caught:
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+            raise UpstreamError("upstream not reading")
+
+    async def _write(self, upstream: Request, segments: list[_Segment]) -> None:
+        conn = self.conn
+        for segment in segments:
+            if segment.kind == "announce":
+                if not await conn.send_segment(upstream, segment.data(), literal=True):
+                    return  # refused instead of "+": the tagged answer completes it
+            elif segment.kind == "literal":
+                for chunk in segment.chunks():
+                    await conn.send_raw(chunk)
+            else:
+                await conn.send_segment(upstream, segment.data(), literal=False)
 
 
 async def _either(first: trio.Event, second: trio.Event) -> None:
@@ -1281,7 +1313,7 @@ class Lane:
         await shared._acquire()
         try:
             shared.current = _Turn(None, None, name=name)
-            return await shared.conn.command(name, args, collect_fetch=collect_fetch)
+            return await shared.own(name, args, collect_fetch=collect_fetch)
         finally:
             shared._release()
 
