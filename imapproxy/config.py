@@ -752,7 +752,7 @@ class Multiplex(Section):
     max_sessions_per_connection: Annotated[int, Field(strict=True, ge=1, le=10_000)] = 1
     """Client sessions one upstream connection serves at a time. 1: reuse only;
     above 1, concurrent sessions of a user share its connections."""
-    max_connections_per_user: Count = 2
+    max_connections_per_user: Count = 10
     """Logged-in connections per user (and upstream) kept idle; with sharing, the
     connections the user's sessions share (a SELECT that would need one more is
     refused with ``[LIMIT]``)."""
