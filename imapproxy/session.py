@@ -497,6 +497,7 @@ class ClientSession:
         entry = self._pool_entry
         if (
             pool is None
+            or self.proxy.mux is not None  # sharing: the groups are the reuse
             or entry is None
             or self._stateful
             or self._idle is not None
@@ -846,7 +847,9 @@ class ClientSession:
             lane = mux.join(shared_key, digest, now)
             if lane is not None:
                 log.info("upstream connection shared", upstream=upstream_cfg.name)
-        pooled = self._from_pool(upstream_cfg, credentials) if lane is None else None
+        # With sharing, the user's shared connections are the reuse: the pool of
+        # idle connections of their own is for sessions that do not share.
+        pooled = self._from_pool(upstream_cfg, credentials) if mux is None else None
         if lane is not None:
             conn, verified_at = lane, now
         elif pooled is not None:
