@@ -246,3 +246,45 @@ async def test_literal_move_after_anothers_expunge_moves_the_message_asked_for(e
         await a.read_response(b"x")
         line = await conn.read_line()
         assert line.split(b" ")[1:3] in ([b"UID", b"MOVE"], [b"MOVE", b"1"]), line
+
+
+async def test_a_session_cut_mid_append_never_leaves_half_a_command_for_the_next(
+    env: Env,
+) -> None:
+    """a's APPEND is being written upstream (the server reads slowly) when a's session
+    ends (here: UIDVALIDITY changed under its mailbox). c's NOOP, waiting for the
+    turn, must not be written into the middle of a's literal."""
+    size = 48 * 1024 * 1024
+    with trio.fail_after(TEST_TIMEOUT):
+        a = await env.client()
+        conn = await login(a, env.fake, caps=CAPS)
+        c = await env.client()
+        await c.send(b"L LOGIN user pass\r\n")
+        assert (await c.read_line()).startswith(b"L OK")
+        await a.send(b"s SELECT INBOX\r\n")
+        await answer_select(conn)
+        await a.read_response(b"s")
+        shared = env.shared()
+        await a.send(b"p APPEND INBOX {%d}\r\n" % size)
+        assert (await a.read_line()).startswith(b"+")
+        await a.send(b"x" * size + b"\r\n")
+        tag, name, rest = await conn.read_command()
+        assert name == b"APPEND", rest
+        await conn.send(b"+ go\r\n")
+        await until(lambda: shared.conn.sending_since is not None)
+        await c.send(b"n NOOP\r\n")
+        await until(lambda: shared._wanted > 0)
+        await conn.send(b"* OK [UIDVALIDITY 8] recreated\r\n")
+        assert (await a.read_line()).startswith(b"* BYE")
+        await trio.testing.wait_all_tasks_blocked(0.05)  # a's session has ended
+        at, seen, answered = -1, 0, False
+        while at < 0:
+            at = conn._buf.find(b" NOOP\r\n", max(0, seen - 8))
+            seen = len(conn._buf)
+            conn.received.clear()
+            if at < 0 and seen >= size + 2 and not answered:
+                await conn.send(tag + b" OK APPEND completed\r\n")
+                answered = True
+            if at < 0 and not await conn._fill():
+                break
+        assert at == -1 or at >= size, f"NOOP written {at} octets into a {size}-octet literal"
