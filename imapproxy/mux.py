@@ -145,6 +145,9 @@ class NotShared(Exception):
         self.status, self.code, self.text = status, code, text
 
 
+_EXPUNGE_ISSUED = NotShared("NO", "EXPUNGEISSUED", "Messages were expunged; NOOP, then retry")
+
+
 # -- the proxy's side ------------------------------------------------------------------
 
 
@@ -323,6 +326,12 @@ class _Turn:
     close: bool = False  # a CLOSE sent as EXPUNGE: the lane left the mailbox
     #: Identical commands of other lanes answered by this one (see Lane._send).
     riders: list[tuple[Lane, Request]] = field(default_factory=list)
+    #: NOOPs of other lanes waiting for news that this command brings: shown
+    #: updates, never its results, and answered as NOOPs.
+    noops: list[tuple[Lane, Request]] = field(default_factory=list)
+    #: Sent as the client wrote it, sequence numbers and all: only while the
+    #: session's numbering is the connection's (checked again with the turn).
+    needs_sync: bool = False
 
     def owners(self) -> list[Lane]:
         """The lanes whose command this is: its own and its riders'."""
@@ -622,6 +631,10 @@ class SharedConnection:
                 if each.view is not None and its.name not in _NO_EXPUNGE_DURING:
                     each.show_expunges()
                 each.complete(its, response)
+        for each, its in turn.noops:
+            if each.view is not None:
+                each.show_expunges()
+            each.complete(its, _status(its.tag, "OK", "NOOP completed"))
 
     # -- Downstream: what the server sends -----------------------------------------
 
@@ -680,7 +693,11 @@ class SharedConnection:
             if uid is not None:
                 self.flags.pop(uid, None)
                 for lane in self.on_mailbox:
-                    lane.expunged(uid, now=lane in owners and turn is not None and turn.may_expunge)
+                    now = turn is not None and (
+                        (lane in owners and turn.may_expunge)
+                        or any(lane is noop for noop, _ in turn.noops)
+                    )
+                    lane.expunged(uid, now=now)
             return
         if name == "FETCH":
             self._fetch(response, turn)
@@ -699,9 +716,13 @@ class SharedConnection:
             if mailbox is not None:
                 mailbox.apply(response)
             if _code(response) == "UIDVALIDITY":
-                # The mailbox was recreated under the sessions (RFC 9051 2.3.1.1).
+                # The mailbox was recreated under the sessions (RFC 9051 2.3.1.1):
+                # their numbers mean nothing any more, nor does what is tracked.
                 for lane in self.on_mailbox:
                     lane.lost()
+                self.mailbox = None
+                self.select_data = []
+                self.flags.clear()
             return
         if owner is None:
             return  # a result of the proxy's own, or chatter during IDLE
@@ -1042,13 +1063,16 @@ class Lane:
         if self.view is None or args is None or not rebuild:
             seqs = self.view is not None and base in _TRANSLATED | _UNTRANSLATED and not uid
             if seqs and not self.synced:
-                raise NotShared("NO", "EXPUNGEISSUED", "Messages were expunged; NOOP, then retry")
+                raise _EXPUNGE_ISSUED
+            turn.needs_sync = seqs
             return name, args
         if isinstance(args, StoreArgs) and args.silent:
             turn.silent = True
             args = replace(args, silent=False)
-        if base in _UNTRANSLATED and not uid and not self.synced:
-            raise NotShared("NO", "EXPUNGEISSUED", "Messages were expunged; NOOP, then retry")
+        if base in _UNTRANSLATED and not uid:
+            if not self.synced:
+                raise _EXPUNGE_ISSUED
+            turn.needs_sync = True
         if uid or base not in _TRANSLATED:
             return name, args
         if isinstance(args, FetchArgs | StoreArgs | CopyArgs):
@@ -1152,17 +1176,32 @@ class Lane:
                     # A NOOP asks only for news: any command after it brings them.
                     lead = next(reversed(shared.waiting.values()))
                 if lead is not None and lead.lane is not None and not lead.lane.closed:
-                    lead.riders.append((self, request))
+                    if key == b"NOOP" and lead.name != "NOOP":
+                        lead.noops.append((self, request))
+                    else:
+                        lead.riders.append((self, request))
                     return
                 shared.waiting[key] = turn
+            acquired = False
             try:
                 await shared._acquire()
+                acquired = True
             finally:
                 if key is not None and shared.waiting.get(key) is turn:
                     del shared.waiting[key]  # on the wire now: nobody rides any more
+                if not acquired:
+                    _abandon(turn)
             if self.closed or shared.closed:
                 shared._release()
+                _abandon(turn)
                 raise UpstreamError("upstream connection lost")
+            if turn.needs_sync and not self.synced:
+                # Another session's expunge came first: the numbers the client
+                # used are no longer the connection's.
+                shared._release()
+                self.refuse(request, _EXPUNGE_ISSUED)
+                _abandon(turn)
+                return
             try:
                 await shared.submit(turn, segments)
             except BaseException:
@@ -1601,6 +1640,17 @@ class Lane:
         return False
 
 
+def _abandon(turn: _Turn) -> None:
+    """A command that will not be sent: those riding on it are answered (a NOOP
+    as done; an identical command as unavailable, to be tried again)."""
+    for lane, request in turn.riders:
+        text = "Not done, try again"
+        lane.complete(request, _status(request.tag, "NO", text, "UNAVAILABLE"))
+    for lane, request in turn.noops:
+        lane.complete(request, _status(request.tag, "OK", "NOOP completed"))
+    turn.riders, turn.noops = [], []
+
+
 def _ride_key(turn: _Turn, segments: list[_Segment]) -> bytes | None:
     """What makes two lanes' commands the same, for those whose one execution can
     answer both (None: this one must run on its own)."""
@@ -1615,7 +1665,8 @@ def _ride_key(turn: _Turn, segments: list[_Segment]) -> bytes | None:
     tag = turn.request.tag
     if b"RETURN" in raw.upper():
         return None  # ESEARCH answers name their command's tag
-    return (b"S" if turn.searched else b"-") + raw[len(tag) :]
+    # The client's command name too: when an EXPUNGE may be shown depends on it.
+    return turn.request.name.encode() + b"\x00" + raw[len(tag) :]
 
 
 def _parsed(segments: list[_Segment]) -> CommandArgs | None:

@@ -1324,6 +1324,11 @@ class ClientSession:
         None when the rules refuse it (the refusal is written)."""
         upstream = self.upstream
         assert upstream is not None
+        if isinstance(upstream, Lane):
+            # On a shared connection a session's commands go one after another:
+            # each is translated with the numbering its predecessors left.
+            while upstream.oldest is not None and upstream.oldest is not self._idle:
+                await upstream.oldest.done.wait()
         if self.proxy.rules is not None and command.base_name in _ON_SELECTED:
             # Judged against the mailbox it will act on: let a SELECT, EXAMINE,
             # CLOSE or UNSELECT in flight finish first.

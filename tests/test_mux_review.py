@@ -67,6 +67,16 @@ class Env:
         assert reply[-1].startswith(b"s OK"), reply
         return a, b, conn
 
+    async def third(self, select: bool = False) -> RawClient:
+        """Another session of the user (on the shared connection), INBOX joined."""
+        c = await self.client()
+        await c.send(b"L LOGIN user pass\r\n")
+        assert (await c.read_line()).startswith(b"L OK")
+        if select:
+            reply = await c.command(b"s", b"SELECT INBOX")
+            assert reply[-1].startswith(b"s OK"), reply
+        return c
+
 
 async def answer_select(conn: FakeConnection, uids: tuple[int, ...] = (1, 2, 3, 4)) -> None:
     tag, name, rest = await conn.read_command()
@@ -103,10 +113,6 @@ async def hold(conn: FakeConnection, name: bytes) -> bytes:
     return tag
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a command pipelined behind SELECT is answered BAD",
-)
 async def test_pipelined_select_then_fetch(env: Env) -> None:
     """SELECT and a FETCH pipelined behind it (legal, RFC 9051 5.5): the FETCH is
     for the mailbox being selected."""
@@ -125,25 +131,18 @@ async def test_pipelined_select_then_fetch(env: Env) -> None:
         assert reply[-1].startswith(b"f OK"), reply
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: UNSELECT detaches at once; earlier results dropped",
-)
 async def test_pipelined_fetch_then_unselect_keeps_the_fetch_results(env: Env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         a, _b, conn = await env.two_on_inbox()
         await a.send(b"f FETCH 2 (FLAGS)\r\nu UNSELECT\r\n")
         tag = await hold(conn, b"UID")
-        reply = await a.read_response(b"u")  # answered by the proxy at once
         await conn.send(b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n" + tag + b" OK done\r\n")
-        reply += await a.read_response(b"f")
+        # The session's commands go one after another: FETCH first, with its data.
+        reply = await a.read_response(b"f")
         assert any(line.startswith(b"* 2 FETCH") for line in reply), reply
+        assert (await a.read_response(b"u"))[-1].startswith(b"u OK")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: SELECT detaches at once; earlier results dropped",
-)
 async def test_pipelined_fetch_then_select_elsewhere_keeps_the_fetch_results(env: Env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         a = await env.client()
@@ -154,7 +153,9 @@ async def test_pipelined_fetch_then_select_elsewhere_keeps_the_fetch_results(env
         await a.send(b"f FETCH 2 (FLAGS)\r\nt SELECT Sent\r\n")
         tag = await hold(conn, b"UID")
         shared = env.shared()
-        await until(lambda: shared.mailbox is not None and shared.mailbox.name.raw == b"Sent")
+        await trio.testing.wait_all_tasks_blocked(0.01)
+        assert shared.mailbox is not None  # the SELECT waits for the FETCH
+        assert shared.mailbox.name.raw == b"INBOX"
         await conn.send(b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n" + tag + b" OK done\r\n")
         reply = await a.read_response(b"f")
         await answer_select(conn, (5, 6))
@@ -162,58 +163,59 @@ async def test_pipelined_fetch_then_select_elsewhere_keeps_the_fetch_results(env
         assert any(line.startswith(b"* 2 FETCH") for line in reply), reply
 
 
-@pytest.mark.xfail(strict=True, reason="review: a NOOP rider gets the lead's tagged status")
 async def test_noop_riding_on_another_sessions_status_is_not_its_answer(env: Env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         a, b, conn = await env.two_on_inbox()
+        c = await env.third()
         shared = env.shared()
         await a.send(b"h CHECK\r\n")
         held = await hold(conn, b"CHECK")
         await b.send(b"t STATUS nosuch (MESSAGES)\r\n")
         await until(lambda: bool(shared.waiting))
-        await a.send(b"n NOOP\r\n")
-        await until(lambda: any(turn.riders for turn in shared.waiting.values()))
+        await c.send(b"n NOOP\r\n")
+        await until(lambda: any(turn.noops for turn in shared.waiting.values()))
         await conn.send(held + b" OK done\r\n")
         await a.read_response(b"h")
         tag = await hold(conn, b"STATUS")
         await conn.send(tag + b" NO [NONEXISTENT] Mailbox doesn't exist\r\n")
         assert (await b.read_response(b"t"))[-1].startswith(b"t NO")
-        reply = await a.read_response(b"n")
+        reply = await c.read_response(b"n")
         assert reply[-1].startswith(b"n OK"), reply
 
 
-@pytest.mark.xfail(strict=True, reason="review: a NOOP rider gets the lead's results")
 async def test_noop_riding_on_another_sessions_list_gets_no_list_data(env: Env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         a, b, conn = await env.two_on_inbox()
+        c = await env.third()
         shared = env.shared()
         await a.send(b"h CHECK\r\n")
         held = await hold(conn, b"CHECK")
         await b.send(b'l LIST "" "*"\r\n')
         await until(lambda: bool(shared.waiting))
-        await a.send(b"n NOOP\r\n")
-        await until(lambda: any(turn.riders for turn in shared.waiting.values()))
+        await c.send(b"n NOOP\r\n")
+        await until(lambda: any(turn.noops for turn in shared.waiting.values()))
         await conn.send(held + b" OK done\r\n")
         await a.read_response(b"h")
         tag = await hold(conn, b"LIST")
         await conn.send(b'* LIST () "/" Secret\r\n' + tag + b" OK List completed\r\n")
         await b.read_response(b"l")
-        reply = await a.read_response(b"n")
+        reply = await c.read_response(b"n")
         assert not any(line.startswith(b"* LIST") for line in reply), reply
 
 
-@pytest.mark.xfail(strict=True, reason="review: may_expunge is the lead's, not each rider's")
 async def test_sequence_fetch_riding_on_a_uid_fetch_sees_no_expunge(env: Env) -> None:
     """RFC 9051 7.5.1: no EXPUNGE while responding to a FETCH."""
     with trio.fail_after(TEST_TIMEOUT):
         a, b, conn = await env.two_on_inbox()
+        c = await env.third(select=True)
         shared = env.shared()
         await a.send(b"h CHECK\r\n")
         held = await hold(conn, b"CHECK")
         await b.send(b"u UID FETCH 1:4 (FLAGS)\r\n")
         await until(lambda: bool(shared.waiting))
-        await a.send(b"f FETCH 1:4 (FLAGS)\r\n")
-        await until(lambda: any(turn.riders for turn in shared.waiting.values()))
+        await c.send(b"f FETCH 1:4 (FLAGS)\r\n")
+        await until(lambda: len(shared.waiting) == 2)  # not riding: another name
+        assert not any(turn.riders for turn in shared.waiting.values())
         await conn.send(held + b" OK done\r\n")
         await a.read_response(b"h")
         tag = await hold(conn, b"UID")
@@ -222,13 +224,16 @@ async def test_sequence_fetch_riding_on_a_uid_fetch_sees_no_expunge(env: Env) ->
             b"* 3 FETCH (UID 4 FLAGS ())\r\n" + tag + b" OK done\r\n"
         )
         await b.read_response(b"u")
-        reply = await a.read_response(b"f")
+        tag = await hold(conn, b"UID")
+        await conn.send(
+            b"* 1 FETCH (UID 2 FLAGS ())\r\n* 2 FETCH (UID 3 FLAGS ())\r\n"
+            b"* 3 FETCH (UID 4 FLAGS ())\r\n" + tag + b" OK done\r\n"
+        )
+        reply = await c.read_response(b"f")
         assert not any(line.endswith(b"EXPUNGE\r\n") for line in reply), reply
+        assert b"* 2 FETCH (UID 2 FLAGS ())\r\n" in reply  # c's numbers, UID 1 still 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: synced is checked at translate time, not when the command is sent"
-)
 async def test_literal_move_after_anothers_expunge_moves_the_message_asked_for(env: Env) -> None:
     """b's MOVE 2 (a literal: relayed untranslated) waits for the turn behind a's
     EXPUNGE of message 1; b has not been shown that expunge, so its message 2 is
@@ -244,8 +249,14 @@ async def test_literal_move_after_anothers_expunge_moves_the_message_asked_for(e
         await until(lambda: shared._wanted > 0)
         await conn.send(b"* 1 EXPUNGE\r\n" + held + b" OK done\r\n")
         await a.read_response(b"x")
-        line = await conn.read_line()
-        assert line.split(b" ")[1:3] in ([b"UID", b"MOVE"], [b"MOVE", b"1"]), line
+        # b's numbers are no longer the connection's: refused, nothing sent.
+        reply = await b.read_response(b"m")
+        assert reply[-1].startswith(b"m NO [EXPUNGEISSUED]"), reply
+        await a.send(b"n NOOP\r\n")
+        tag, name, _rest = await conn.read_command()
+        assert name == b"NOOP"
+        await conn.send(tag + b" OK done\r\n")
+        await a.read_response(b"n")
 
 
 async def test_a_session_cut_mid_append_never_leaves_half_a_command_for_the_next(
