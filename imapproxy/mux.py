@@ -80,11 +80,12 @@ from imapproxy.wire.commands import (
     NoArgs,
     SearchArgs,
     SelectArgs,
+    StatusArgs,
     StoreArgs,
 )
 from imapproxy.wire.framing import FramePart, LiteralChunk, LiteralSpan
 from imapproxy.wire.reader import ParseError
-from imapproxy.wire.responses import EsearchData, FetchData, Kind, SearchData
+from imapproxy.wire.responses import EsearchData, FetchData, Kind, MailboxStatus, SearchData
 from imapproxy.wire.search import SearchKey
 from imapproxy.wire.values import Mailbox
 
@@ -573,17 +574,28 @@ class SharedConnection:
                     if isinstance(data, SearchData):
                         uids.extend(data.numbers)
                 mailbox.learn_uids(uids)
+        if mailbox.uids and mailbox.uidnext is not None and mailbox.uids[-1] >= mailbox.uidnext:
+            mailbox.uidnext = mailbox.uids[-1] + 1
         # Show the new messages to every lane on the mailbox.
         for lane in self.on_mailbox:
             lane.grow(mailbox.uids or [])
 
-    async def first_unseen(self) -> int | None:
-        """The sequence number of the first unseen message (the turn held); asked
-        again only after the mailbox changed (sessions joining one after another)."""
+    async def refresh(self) -> int | None:
+        """For a session joining (the turn held): the first unseen message's
+        number (None: the SELECT did not say) and UIDNEXT brought up to date --
+        asked again only after the mailbox changed."""
+        mailbox = self.mailbox
         if self._unseen is not None and self._unseen[0] == self.changes:
             return self._unseen[1]
         changes = self.changes
-        found = await self._first_unseen()
+        found = await self._first_unseen() if self.select_unseen else None
+        if mailbox is not None and mailbox.uidnext is not None:
+            status = await self.own("STATUS", StatusArgs(mailbox.name, ("UIDNEXT",)))
+            for response in status.untagged:
+                data = _data(response)
+                uidnext = data.get("UIDNEXT") if isinstance(data, MailboxStatus) else None
+                if uidnext is not None:
+                    mailbox.uidnext = uidnext
         if self.changes == changes:
             self._unseen = (changes, found)
         return found
@@ -712,6 +724,14 @@ class SharedConnection:
             return
         if name in ("RECENT", "BYE"):
             return  # per connection; the end of the connection reaches every lane
+        if name == "OK" and _code(response) == "PERMANENTFLAGS" and mailbox is not None:
+            # A new keyword made permanent: the mailbox's news, for every session.
+            mailbox.apply(response)
+            self.select_data = [r for r in self.select_data if _code(r) != "PERMANENTFLAGS"]
+            self.select_data.append(response)
+            for lane in self.on_mailbox:
+                lane.deliver(response)
+            return
         if name == "OK" and _code(response) in ("UIDNEXT", "HIGHESTMODSEQ", "UIDVALIDITY"):
             if mailbox is not None:
                 mailbox.apply(response)
@@ -1303,7 +1323,7 @@ class Lane:
                 return False
             if target._grew or not mailbox.complete:
                 await target._learn()
-            unseen = await target.first_unseen() if target.select_unseen else None
+            unseen = await target.refresh()
             if mailbox.uids is None:
                 raise UpstreamError("upstream connection lost")
             self.readonly = readonly

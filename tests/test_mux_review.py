@@ -63,7 +63,9 @@ class Env:
         await a.send(b"s SELECT INBOX\r\n")
         await answer_select(conn)
         await a.read_response(b"s")
-        reply = await b.command(b"s", b"SELECT INBOX")
+        await b.send(b"s SELECT INBOX\r\n")
+        await answer_status(conn)  # a session joins: UIDNEXT brought up to date
+        reply = await b.read_response(b"s")
         assert reply[-1].startswith(b"s OK"), reply
         return a, b, conn
 
@@ -88,6 +90,12 @@ async def answer_select(conn: FakeConnection, uids: tuple[int, ...] = (1, 2, 3, 
     tag, name, rest = await conn.read_command()
     assert (name, rest) == (b"UID", b"SEARCH ALL"), (name, rest)
     await conn.send(b"* SEARCH " + b" ".join(b"%d" % u for u in uids) + b"\r\n" + tag + b" OK\r\n")
+
+
+async def answer_status(conn: FakeConnection, uidnext: int = 5) -> None:
+    tag, name, rest = await conn.read_command()
+    assert (name, rest) == (b"STATUS", b"INBOX (UIDNEXT)"), (name, rest)
+    await conn.send(b"* STATUS INBOX (UIDNEXT %d)\r\n%s OK done\r\n" % (uidnext, tag))
 
 
 async def until(condition: Callable[[], bool]) -> None:
