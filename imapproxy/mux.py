@@ -1330,7 +1330,7 @@ class Lane:
             self.attach(target, list(mailbox.uids))
             for response in target.select_data:
                 self.deliver(response)
-            self.deliver(_line(b"* %d EXISTS" % len(mailbox.uids)))
+            self.deliver(_line(b"* %d EXISTS" % len(self.view or ())))
             self.deliver(_line(b"* 0 RECENT"))
             if unseen is not None:
                 self.deliver(_line(b"* OK [UNSEEN %d] First unseen." % unseen))
@@ -1355,8 +1355,10 @@ class Lane:
         target.lanes.add(self)
 
     def attach(self, shared: SharedConnection, uids: list[int]) -> None:
+        """The session has ``shared``'s mailbox open: its view is the messages
+        whose UIDs are known (those whose UIDs are being learned come with EXISTS)."""
         self._move(shared)
-        self.view = uids
+        self.view = [uid for uid in uids if uid]
         self.selecting = False
         self._expunged.clear()
 
@@ -1491,7 +1493,8 @@ class Lane:
         if view is None:
             return
         last = view[-1] if view else 0
-        new = uids[bisect_left(uids, last + 1) :]
+        known = [uid for uid in uids if uid]  # ascending: UIDs grow with numbers
+        new = known[bisect_left(known, last + 1) :]
         if new:
             view.extend(new)
             self.deliver(_line(b"* %d EXISTS" % len(view)))
