@@ -70,7 +70,7 @@ import trio
 
 from imapproxy.logs import get_logger
 from imapproxy.mailbox import SelectedMailbox
-from imapproxy.upstream import Request, UpstreamConnection, UpstreamError
+from imapproxy.upstream import InFlight, Request, UpstreamConnection, UpstreamError
 from imapproxy.wire import Frame, Response, SequenceSet
 from imapproxy.wire.commands import (
     Command,
@@ -324,7 +324,6 @@ class _Turn:
     name: str = ""
     silent: bool = False  # a STORE whose FETCH results the client did not ask for
     searched: bool = False  # a SEARCH translated to UID SEARCH: results numbered back
-    close: bool = False  # a CLOSE sent as EXPUNGE: the lane left the mailbox
     #: Identical commands of other lanes answered by this one (see Lane._send).
     riders: list[tuple[Lane, Request]] = field(default_factory=list)
     #: NOOPs of other lanes waiting for news that this command brings: shown
@@ -954,7 +953,7 @@ class _SpoolReader:
 _Item = tuple[str, object, object]
 
 
-class Lane:
+class Lane(InFlight):
     """A session's end of a shared connection, in the shape of an
     :class:`~imapproxy.upstream.UpstreamConnection` (see the module docstring)."""
 
@@ -1021,21 +1020,6 @@ class Lane:
     @property
     def end_to_end_capabilities(self) -> tuple[str, ...]:
         return self.shared.conn.end_to_end_capabilities
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._pending)
-
-    @property
-    def requests(self) -> tuple[Request, ...]:
-        return tuple(self._order)
-
-    @property
-    def oldest(self) -> Request | None:
-        return self._order[0] if self._order else None
-
-    def pending(self, tag: bytes) -> Request | None:
-        return self._pending.get(tag)
 
     @property
     def synced(self) -> bool:
@@ -1186,7 +1170,7 @@ class Lane:
                 # CLOSE expunges what is \Deleted and deselects: the expunge is the
                 # mailbox's, the deselection only this session's.
                 self._detach()
-                turn.name, turn.close = "EXPUNGE", True
+                turn.name = "EXPUNGE"
                 segments = [_Segment("tail", [request.tag + b" EXPUNGE\r\n"])]
             shared = self.shared
             key = _ride_key(turn, segments)

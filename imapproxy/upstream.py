@@ -173,7 +173,32 @@ class Downstream(Protocol):
         """The server sent ``+`` for a relaying request, before it is relayed."""
 
 
-class UpstreamConnection:
+class InFlight:
+    """The requests in flight on a session's server side: a connection of its
+    own, or its lane of a shared one (:class:`imapproxy.mux.Lane`)."""
+
+    _pending: dict[bytes, Request]
+    _order: deque[Request]
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    @property
+    def requests(self) -> tuple[Request, ...]:
+        """The requests in flight, oldest first."""
+        return tuple(self._order)
+
+    @property
+    def oldest(self) -> Request | None:
+        return self._order[0] if self._order else None
+
+    def pending(self, tag: bytes) -> Request | None:
+        """The request in flight under the upstream tag ``tag`` (None: unknown or done)."""
+        return self._pending.get(tag)
+
+
+class UpstreamConnection(InFlight):
     """One connection to an upstream server (see the module docstring)."""
 
     def __init__(
@@ -479,23 +504,6 @@ class UpstreamConnection:
         self._pending[request.tag] = request
         self._order.append(request)
         return request
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._pending)
-
-    @property
-    def requests(self) -> tuple[Request, ...]:
-        """The requests in flight, oldest first."""
-        return tuple(self._order)
-
-    @property
-    def oldest(self) -> Request | None:
-        return self._order[0] if self._order else None
-
-    def pending(self, tag: bytes) -> Request | None:
-        """The request in flight under the upstream tag ``tag`` (None: unknown or done)."""
-        return self._pending.get(tag)
 
     async def begin_writing(self, request: Request) -> None:
         """Claim the wire for ``request``'s command (written across several awaits,
