@@ -407,6 +407,7 @@ class SharedConnection:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._keeper, nursery.cancel_scope)
+                nursery.start_soon(self._watchdog)
                 try:
                     await self.conn.run()
                     reason = "upstream closed the connection"
@@ -432,6 +433,23 @@ class SharedConnection:
         for lane in list(self.lanes):
             lane.lost()
         self.lanes.clear()
+
+    async def _watchdog(self) -> None:
+        """Give the connection up when the server owes an answer and says nothing
+        for ``upstream_response`` (every session on it gets its BYE): a stalled
+        server must not hold the sessions that wait for the turn."""
+        limit = self.mux.timeouts.upstream_response
+        conn = self.conn
+        while True:
+            await trio.sleep(min(limit / 4, 5.0))
+            turn = self.current
+            request = turn.upstream if turn is not None else None
+            if request is None or request.asked is None or turn is None or turn.name == "IDLE":
+                continue
+            if trio.current_time() - max(conn.last_receive, request.asked) > limit:
+                log.warning("upstream error", error="not responding", command=turn.name)
+                await conn.aclose()  # the reader ends, and with it the connection
+                return
 
     async def logout(self) -> None:
         """Log out (an idle connection no session uses)."""

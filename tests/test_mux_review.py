@@ -28,7 +28,7 @@ class Env:
         self.clients: list[RawClient] = []
         self.running: RunningProxy | None = None
 
-    async def start(self) -> None:
+    async def start(self, upstream_response: float = 10) -> None:
         await self.nursery.start(self.fake.serve)
         self.running = await start_proxy(
             self.nursery,
@@ -36,7 +36,7 @@ class Env:
             self.tls,
             [self.fake.table(self.tmp_path)],
             multiplex=SHARING,
-            timeouts={"upstream_response": 10},
+            timeouts={"upstream_response": upstream_response},
         )
 
     async def client(self) -> RawClient:
@@ -307,3 +307,24 @@ async def test_a_session_cut_mid_append_never_leaves_half_a_command_for_the_next
             if at < 0 and not await conn._fill():
                 break
         assert at == -1 or at >= size, f"NOOP written {at} octets into a {size}-octet literal"
+
+
+async def test_a_stalled_server_ends_the_shared_connection_and_its_sessions(
+    nursery: trio.Nursery, tmp_path: Path, proxy_tls: ProxyTls
+) -> None:
+    """The server stops answering a's FETCH: b, waiting for the turn, is not held
+    for ever -- the connection is given up and both sessions get their BYE."""
+    env = Env(nursery, tmp_path, proxy_tls)
+    await env.start(upstream_response=1)
+    try:
+        with trio.fail_after(TEST_TIMEOUT):
+            a, b, conn = await env.two_on_inbox()
+            await a.send(b"f FETCH 1 (FLAGS)\r\n")
+            await hold(conn, b"UID")
+            await b.send(b"n NOOP\r\n")
+            assert (await a.read_line()).startswith(b"* BYE")
+            assert (await b.read_line()).startswith(b"* BYE")
+    finally:
+        for client in env.clients:
+            await client.aclose()
+        await env.fake.aclose()
