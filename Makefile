@@ -19,7 +19,8 @@ demo: venv dovecot
 # Debian's nginx with libnginx-mod-mail is installed; the benchmark never installs it),
 # then the rules engine's per-decision cost and relay throughput with the audit rule
 # on vs off, then the part cache over a slow link, then 1,000 clients of 10 users with
-# upstream connections shared vs not (bench-mux alone).
+# upstream connections shared vs not. bench-mux runs that last one alone, twice: every
+# client of a mailbox sending the same commands, then --distinct (each its own).
 bench: venv dovecot
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/relay.py
@@ -29,6 +30,7 @@ bench: venv dovecot
 
 bench-mux: venv dovecot
 	$(BIN)/python bench/mux.py
+	$(BIN)/python bench/mux.py --distinct
 
 coverage: venv dovecot redis
 	$(BIN)/coverage run -m pytest -q

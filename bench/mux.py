@@ -1,8 +1,9 @@
 """Multiplexing benchmark: many clients of a few users through imapproxy, upstream
 connections shared vs not shared.
 
-Run: ``make bench`` or ``make bench-mux`` (or ``.venv/bin/python bench/mux.py
-[--quick] [--clients N] [--users M] [--sessions-per-connection K]``).
+Run: ``make bench`` or ``make bench-mux`` (the latter runs it twice, identical
+commands then ``--distinct``; or ``.venv/bin/python bench/mux.py [--quick] [--distinct]
+[--clients N] [--users M] [--sessions-per-connection K]``).
 
 **The setup.** A private Dovecot (as ``bench/relay.py`` starts it, whose helpers this
 uses, with its process and connection limits raised for the clients) holds ``--users``
@@ -19,7 +20,9 @@ connection reuse alone). While concurrent sharing is not built, the configuratio
 refuses the shared settings: the benchmark says so ("shared: not available") and
 measures the unshared proxy alone. Each proxy runs only during its turn (unshared
 first); before either, one direct session per user selects each mailbox and fetches as
-the clients will (Dovecot's indexes and caches warm, and what each fetch should bring).
+the clients will (Dovecot's indexes and caches warm, and what each fetch should bring;
+with ``--distinct`` it lists the headers of every message once, and each client's
+window is expected to bring the FETCH responses and header octets of its UIDs there).
 
 **The clients.** ``--clients`` (1,000) client sessions, spread evenly over the users
 (100 each) and over each user's mailboxes, run as Trio tasks in this process, each on
@@ -31,9 +34,20 @@ and skips literal data by its ``{n}`` count). In four phases:
    handshake, greeting, ``LOGIN``; then each waits until all are logged in;
 2. *work*: all at once, one command in flight per client: ``SELECT`` of its mailbox,
    ``UID FETCH 1:50 (UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])``, ``NOOP``,
-   ``UID FETCH 1:* (UID FLAGS)``, ``NOOP``, then ``IDLE`` (timed to the server's ``+``);
+   ``UID FETCH 1:* (UID FLAGS)``, ``NOOP``, then ``IDLE`` (timed to the server's ``+``;
+   with ``--distinct`` the two fetches are the client's own, below);
 3. *idle*: once every client is idling, for a few seconds (5);
 4. *done*: all at once, ``DONE`` (timed to the IDLE's tagged OK) and ``LOGOUT``.
+
+**Identical or distinct commands.** By default every client of a mailbox sends the
+same two fetches, which the shared proxy may answer with one upstream execution when
+they wait at the same time (docs/multiplex.md, "Sharing"): kinder to sharing than real
+traffic. With ``--distinct`` each client lists its own window of 50 UIDs, ``UID FETCH
+a:b (...)`` with a = 1 + (client * 7) mod 251 and b = a + 49 (300 messages; mod
+messages - 49 in general), and fetches flags with ``UID FETCH a:* (UID FLAGS)``: no two
+clients of a mailbox send the same command, so each goes upstream on its own. The
+report says which ran ("commands: identical per mailbox" / "commands: distinct per
+client").
 
 **What is measured**, for each proxy:
 
@@ -75,6 +89,7 @@ import math
 import os
 import platform
 import random
+import re
 import resource
 import shutil
 import ssl
@@ -96,9 +111,26 @@ from imapproxy.testing.proxy import ProxyTls
 MAILBOXES = ("INBOX", "Projects", "Lists")
 HEADER_FIELDS = b"FROM SUBJECT DATE"
 LISTED = 50
-"""Messages of the header listing (UID FETCH 1:50)."""
-HEADERS = b"UID FETCH 1:%d (UID FLAGS BODY.PEEK[HEADER.FIELDS (%s)])" % (LISTED, HEADER_FIELDS)
-FLAGS = b"UID FETCH 1:* (UID FLAGS)"
+"""Messages of the header listing (UID FETCH 1:50; with ``--distinct``, a:a+49)."""
+STEP = 7
+"""With ``--distinct``, client N's listing starts at UID 1 + (N * STEP) mod (messages -
+LISTED + 1): 251 windows of 300 messages, and no two clients of a mailbox alike (as long
+as a mailbox has fewer clients than windows; ``repeated_commands`` counts them)."""
+
+
+def headers_line(first: int, last: int | None) -> bytes:
+    """The header listing of UIDs ``first`` to ``last`` (None: to the last message)."""
+    uids = b"%d:%s" % (first, b"*" if last is None else b"%d" % last)
+    return b"UID FETCH %s (UID FLAGS BODY.PEEK[HEADER.FIELDS (%s)])" % (uids, HEADER_FIELDS)
+
+
+def flags_line(first: int) -> bytes:
+    """The flags of every message from UID ``first`` on."""
+    return b"UID FETCH %d:* (UID FLAGS)" % first
+
+
+HEADERS = headers_line(1, LISTED)
+FLAGS = flags_line(1)
 WORK: tuple[tuple[str, bytes], ...] = (
     ("SELECT", b"SELECT %s"),
     ("UID FETCH headers", HEADERS),
@@ -106,7 +138,9 @@ WORK: tuple[tuple[str, bytes], ...] = (
     ("UID FETCH flags", FLAGS),
     ("NOOP", b"NOOP"),
 )
-"""Phase 2 before IDLE: (label, command line; ``%s`` the mailbox)."""
+"""Phase 2 before IDLE: (label, command line; ``%s`` the mailbox). With ``--distinct``
+the two fetches are each client's own (``work_lines``)."""
+LISTING = "UID FETCH headers"
 COMMANDS = (
     "LOGIN",
     "SELECT",
@@ -162,6 +196,40 @@ def mailboxes_in_use(plan: Plan) -> int:
     return len({assignment(i, plan.users) for i in range(plan.clients)})
 
 
+def window(client: int, plan: Plan, distinct: bool) -> tuple[int, int]:
+    """The first and last UID of client number ``client``'s header listing: 1 to LISTED
+    for every client, or with ``distinct`` LISTED of them from 1 + (client * STEP) mod
+    (messages - LISTED + 1)."""
+    if not distinct:
+        return 1, LISTED
+    first = 1 + (client * STEP) % (plan.messages - LISTED + 1)
+    return first, first + LISTED - 1
+
+
+def work_lines(mailbox: str, first: int, last: int | None) -> list[tuple[str, bytes]]:
+    """Phase 2 before IDLE on ``mailbox``: WORK, its header listing over UIDs ``first``
+    to ``last`` (None: ``*``) and its flags fetch from ``first`` on."""
+    lines = []
+    for label, line in WORK:
+        if line == HEADERS:
+            line = headers_line(first, last)
+        elif line == FLAGS:
+            line = flags_line(first)
+        lines.append((label, line.replace(b"%s", mailbox.encode())))
+    return lines
+
+
+def repeated_commands(plan: Plan, distinct: bool) -> int:
+    """Clients whose header listing another client of the same user and mailbox sends
+    too (and so its flags fetch): the commands the shared proxy may answer together."""
+    seen = {(*assignment(i, plan.users), window(i, plan, distinct)) for i in range(plan.clients)}
+    return plan.clients - len(seen)
+
+
+def mode(distinct: bool) -> str:
+    return "distinct per client" if distinct else "identical per mailbox"
+
+
 # -- the client -----------------------------------------------------------------------
 
 
@@ -193,6 +261,9 @@ class Client:
         self.tags = 0
         self.fetches = 0
         self.literal_octets = 0
+        self.record: list[tuple[bytes, int]] | None = None
+        """When a list: each FETCH response's lines (literal data left out) and octets
+        of literal data are appended to it."""
 
     @classmethod
     async def connect(cls, port: int, ctx: ssl.SSLContext, latencies: Latencies) -> Client:
@@ -239,12 +310,19 @@ class Client:
     async def _response(self) -> bytes:
         """The next response's first line (literal data and the rest of it consumed)."""
         head = line = await self._line()
+        lines = [head] if self.record is not None else None
+        octets = 0
         while (size := relay.literal_size(line)) is not None:
             await self._skip(size)
-            self.literal_octets += size
+            octets += size
             line = await self._line()
+            if lines is not None:
+                lines.append(line)
+        self.literal_octets += octets
         if head.startswith(b"* ") and b" FETCH " in head[:32]:
             self.fetches += 1
+            if self.record is not None and lines is not None:
+                self.record.append((b"".join(lines), octets))
         return head
 
     async def _tagged(self, tag: bytes, label: str, start: float) -> Replies:
@@ -345,6 +423,36 @@ class Expected:
     literal_octets: int
 
 
+UID_ITEM = re.compile(rb"[( ]UID (\d+)[) ]")
+
+
+@dataclass(frozen=True)
+class Headers:
+    """The direct session's header listing of one mailbox: octets of header data per
+    UID (UIDs 1 to LISTED, or with ``--distinct`` every message)."""
+
+    octets: dict[int, int]
+
+    @classmethod
+    def parse(cls, record: Sequence[tuple[bytes, int]]) -> Headers:
+        """From ``Client.record``: every FETCH response must name its UID, once."""
+        octets: dict[int, int] = {}
+        for text, size in record:
+            found = UID_ITEM.search(text)
+            if found is None:
+                raise ProtocolFailure(f"direct session: a FETCH without its UID: {text[:200]!r}")
+            uid = int(found.group(1))
+            if uid in octets:
+                raise ProtocolFailure(f"direct session: UID {uid} fetched twice")
+            octets[uid] = size
+        return cls(octets)
+
+    def listing(self, first: int, last: int) -> Expected:
+        """What a listing of UIDs ``first`` to ``last`` should bring."""
+        sizes = [size for uid, size in self.octets.items() if first <= uid <= last]
+        return Expected(len(sizes), sum(sizes))
+
+
 @dataclass
 class Side:
     """One proxy's run and what was measured on it."""
@@ -407,7 +515,8 @@ class Run:
     port: int
     ctx: ssl.SSLContext
     users: Sequence[User]
-    expected: dict[tuple[str, str], Expected]
+    expected: dict[tuple[str, str], Headers]
+    distinct: bool
     logged_in: Barrier = field(init=False)
     idling: Barrier = field(init=False)
     go: trio.Event = field(default_factory=trio.Event)
@@ -427,16 +536,19 @@ async def client_session(run: Run, number: int) -> None:
     """One client through the four phases."""
     index, mailbox = assignment(number, run.plan.users)
     user = run.users[index]
+    first, last = window(number, run.plan, run.distinct)
+    lines = work_lines(mailbox, first, last)
+    expected = run.expected[user.name, mailbox].listing(first, last)
     try:
         client = await Client.connect(run.port, run.ctx, run.side.latencies)
         try:
             await client.command("LOGIN", login_line(user))
             run.logged_in.arrive()
             await run.go.wait()
-            for label, line in WORK:
-                replies = await client.command(label, line.replace(b"%s", mailbox.encode()))
-                if line == HEADERS:
-                    check_listing(run.expected[user.name, mailbox], replies)
+            for label, line in lines:
+                replies = await client.command(label, line)
+                if label == LISTING:
+                    check_listing(expected, replies)
             tag = await client.idle()
             run.idling.arrive()
             await run.wake.wait()
@@ -477,12 +589,13 @@ async def drive(
     port: int,
     ctx: ssl.SSLContext,
     users: Sequence[User],
-    expected: dict[tuple[str, str], Expected],
+    expected: dict[tuple[str, str], Headers],
+    distinct: bool,
     server: DovecotServer,
     pid: int,
 ) -> None:
     """The four phases of one side's clients (any failure ends them all)."""
-    run = Run(side, plan, port, ctx, users, expected)
+    run = Run(side, plan, port, ctx, users, expected, distinct)
     with run.scope:
         async with trio.open_nursery() as outer:
             sampling = trio.CancelScope()
@@ -513,27 +626,41 @@ async def drive(
 
 
 async def direct_session(
-    server: DovecotServer, user: User, expected: dict[tuple[str, str], Expected]
+    server: DovecotServer,
+    user: User,
+    distinct: bool,
+    expected: dict[tuple[str, str], Headers],
 ) -> None:
-    """Straight to Dovecot: each mailbox selected and fetched as the clients will."""
+    """Straight to Dovecot: each mailbox selected and fetched as the clients will
+    (with ``distinct``, the headers and flags of every message, once), and the header
+    data of each message listed kept in ``expected``."""
     client = await Client.connect(server.imaps_port, server.client_ssl_context(), Latencies())
     try:
         await client.command("LOGIN", login_line(user))
         for mailbox in MAILBOXES:
-            for label, line in WORK:
-                replies = await client.command(label, line.replace(b"%s", mailbox.encode()))
-                if line == HEADERS:
-                    expected[user.name, mailbox] = Expected(replies.fetches, replies.literal_octets)
+            for label, line in work_lines(mailbox, 1, None if distinct else LISTED):
+                if label == LISTING:
+                    client.record = []
+                replies = await client.command(label, line)
+                if label == LISTING and client.record is not None:
+                    headers = Headers.parse(client.record)
+                    client.record = None
+                    got = headers.listing(1, max(headers.octets, default=0))
+                    if got != Expected(replies.fetches, replies.literal_octets):
+                        raise ProtocolFailure(f"direct session: {got} of {replies}")
+                    expected[user.name, mailbox] = headers
         await client.command("LOGOUT", b"LOGOUT")
     finally:
         await client.aclose()
 
 
-async def warm_up(server: DovecotServer, users: Sequence[User]) -> dict[tuple[str, str], Expected]:
-    expected: dict[tuple[str, str], Expected] = {}
+async def warm_up(
+    server: DovecotServer, users: Sequence[User], distinct: bool
+) -> dict[tuple[str, str], Headers]:
+    expected: dict[tuple[str, str], Headers] = {}
     async with trio.open_nursery() as nursery:
         for user in users:
-            nursery.start_soon(direct_session, server, user, expected)
+            nursery.start_soon(direct_session, server, user, distinct, expected)
     return expected
 
 
@@ -553,7 +680,8 @@ def run_side(
     tls: ProxyTls,
     server: DovecotServer,
     users: Sequence[User],
-    expected: dict[tuple[str, str], Expected],
+    expected: dict[tuple[str, str], Headers],
+    distinct: bool,
     multiplex: dict[str, object],
 ) -> Side:
     """One proxy with the ``[multiplex]`` table ``multiplex``, its clients' four phases."""
@@ -581,7 +709,9 @@ def run_side(
         start = time.perf_counter()
         side.rss_start_kib = proc_status_kib(pid, "VmRSS")
         proxy0, client0 = relay.cpu_sample(pid), time.process_time()
-        trio.run(drive, side, plan, port, tls.client_context(), users, expected, server, pid)
+        trio.run(
+            drive, side, plan, port, tls.client_context(), users, expected, distinct, server, pid
+        )
         side.proxy_cpu = relay.cpu_used(proxy0, relay.cpu_sample(pid))
         side.client_cpu = time.process_time() - client0
         side.wall = time.perf_counter() - start
@@ -661,7 +791,32 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def render(sides: dict[str, Side], plan: Plan, wall: float) -> list[str]:
+def commands_notes(plan: Plan, distinct: bool) -> list[str]:
+    """What the two fetches of phase 2 were, and whether clients repeated them."""
+    repeats = repeated_commands(plan, distinct)
+    if not distinct:
+        return [
+            f"- UID FETCH headers: {HEADERS.decode()}; UID FETCH flags: {FLAGS.decode()}; "
+            "every client of a mailbox sends the same two (the shared proxy may answer "
+            "identical read-only commands waiting at the same time with one upstream "
+            "execution)"
+        ]
+    span = plan.messages - LISTED + 1
+    return [
+        f"- UID FETCH headers: {headers_line(1, LISTED).decode().replace('1:50', 'a:b', 1)}"
+        f" with a = 1 + (client * {STEP}) mod {span}, b = a + {LISTED - 1}; "
+        f"UID FETCH flags: {flags_line(1).decode().replace('1:*', 'a:*', 1)}; "
+        + (
+            "no two clients of a mailbox send the same command"
+            if not repeats
+            else f"{repeats:,} clients repeat another client's window of their mailbox"
+        )
+        + " (expected counts and octets per window from the direct session's listing of "
+        "all headers)"
+    ]
+
+
+def render(sides: dict[str, Side], plan: Plan, distinct: bool, wall: float) -> list[str]:
     unshared, shared = sides["unshared"], sides["shared"]
     both = unshared.measured and shared.measured
     target = mailboxes_in_use(plan)
@@ -728,6 +883,7 @@ def render(sides: dict[str, Side], plan: Plan, wall: float) -> list[str]:
         "",
         f"{plan.clients:,} clients of {plan.users} users, {len(MAILBOXES)} mailboxes each "
         f"({mailboxes_in_use(plan)} in use), {plan.messages} messages a mailbox",
+        f"commands: {mode(distinct)}",
         f"{'':<{width}}  {'unshared':>10}  {'shared':>10}  {'shared/unshared':>15}",
         *(f"{label:<{width}}  {a:>10}  {b:>10}  {r:>15}" for label, a, b, r in rows),
     ]
@@ -785,7 +941,7 @@ def render(sides: dict[str, Side], plan: Plan, wall: float) -> list[str]:
         "phase 2, all at once: "
         + ", ".join(label for label, _ in WORK)
         + f", IDLE; phase 3: all idle for {plan.idle:g} s; phase 4: DONE, LOGOUT",
-        f"- UID FETCH headers: {HEADERS.decode()}; UID FETCH flags: {FLAGS.decode()}",
+        *commands_notes(plan, distinct),
         f"- upstream connections: doveadm who -1, every {plan.sample_every:g} s in phases "
         "1-3, at the end of phase 1, and at the start and end of phase 3",
         "- latency: from sending a command line to its tagged response (IDLE: to its "
@@ -817,6 +973,12 @@ def main() -> None:
         default=MULTIPLEX["shared"]["max_sessions_per_connection"],
         help="the shared proxy's multiplex.max_sessions_per_connection (%(default)s)",
     )
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="each client its own header window and flags fetch (no two clients of a "
+        "mailbox send the same command): no coalescing of identical commands",
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     if args.clients is not None or args.users is not None:
@@ -830,6 +992,8 @@ def main() -> None:
         )
     if not 1 <= plan.users <= plan.clients:
         parser.error("need 1 <= --users <= --clients")
+    if args.distinct and plan.messages < LISTED:
+        parser.error(f"--distinct needs at least {LISTED} messages a mailbox")
     began = time.perf_counter()
     print(
         f"Multiplexing benchmark: {plan.clients:,} clients of {plan.users} users through "
@@ -846,6 +1010,7 @@ def main() -> None:
             }.items()
         )
     )
+    print(f"commands: {mode(args.distinct)}")
     print(
         f"{os.cpu_count()} CPU cores shared by Dovecot, imapproxy and this client; "
         f"Python {platform.python_version()}"
@@ -869,19 +1034,21 @@ def main() -> None:
                 give_mail(user, plan.messages)
                 users.append(user)
             relay.progress("warm-up: one direct session per user")
-            expected = trio.run(warm_up, server, users)
+            expected = trio.run(warm_up, server, users, args.distinct)
             tls = ProxyTls.create(root / "proxy-tls")
             for name in SIDES:
                 multiplex = dict(MULTIPLEX[name])
                 if name == "shared":
                     multiplex["max_sessions_per_connection"] = args.sessions_per_connection
-                sides[name] = run_side(name, plan, root, tls, server, users, expected, multiplex)
+                sides[name] = run_side(
+                    name, plan, root, tls, server, users, expected, args.distinct, multiplex
+                )
             dovecot_errors = server.log_errors()
         finally:
             server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for line in render(sides, plan, time.perf_counter() - began):
+    for line in render(sides, plan, args.distinct, time.perf_counter() - began):
         print(line)
     if dovecot_errors:
         print(f"Dovecot logged {len(dovecot_errors)} error(s); the first: {dovecot_errors[0]}")

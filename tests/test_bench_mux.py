@@ -1,5 +1,5 @@
-"""bench/mux.py: how clients are spread over users and mailboxes, and a smoke run of
-``--quick``.
+"""bench/mux.py: how clients are spread over users and mailboxes, the windows of
+``--distinct``, and smoke runs of ``--quick`` and ``--quick --distinct``.
 
 The benchmark's figures are not checked (timings and connection counts are not
 asserts, nor are its targets); the smoke run only shows that it runs and prints its
@@ -65,19 +65,88 @@ def test_mailboxes_in_use_counts_what_the_clients_select(clients, users, in_use)
     assert bench.mailboxes_in_use(plan) == in_use
 
 
-# -- a smoke run --------------------------------------------------------------------------
+# -- the commands ---------------------------------------------------------------------
 
 
-def test_quick_run_prints_the_table(dovecot) -> None:
+def test_identical_commands_are_the_same_for_every_client_of_a_mailbox() -> None:
+    plan = bench.FULL
+    assert {bench.window(n, plan, False) for n in range(plan.clients)} == {(1, 50)}
+    assert bench.work_lines("Lists", 1, 50) == [
+        ("SELECT", b"SELECT Lists"),
+        (
+            "UID FETCH headers",
+            b"UID FETCH 1:50 (UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])",
+        ),
+        ("NOOP", b"NOOP"),
+        ("UID FETCH flags", b"UID FETCH 1:* (UID FLAGS)"),
+        ("NOOP", b"NOOP"),
+    ]
+    assert bench.repeated_commands(plan, False) == plan.clients - bench.mailboxes_in_use(plan)
+
+
+@pytest.mark.parametrize("plan", [bench.FULL, bench.QUICK], ids=["full", "quick"])
+def test_distinct_windows_differ_within_each_mailbox(plan) -> None:
+    for n in range(plan.clients):
+        first, last = bench.window(n, plan, True)
+        assert first >= 1
+        assert last == first + 49 <= plan.messages
+    assert bench.window(3, bench.FULL, True) == (1 + 21, 1 + 21 + 49)
+    assert bench.window(40, bench.FULL, True) == (1 + 280 % 251, 1 + 280 % 251 + 49)
+    assert bench.repeated_commands(plan, True) == 0
+    lines = dict(bench.work_lines("INBOX", 30, 79))
+    assert lines["UID FETCH headers"] == (
+        b"UID FETCH 30:79 (UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"
+    )
+    assert lines["UID FETCH flags"] == b"UID FETCH 30:* (UID FLAGS)"
+
+
+def test_a_windows_expectation_comes_from_the_listing_of_every_header() -> None:
+    record = [
+        (
+            b"* %d FETCH (UID %d FLAGS (\\Seen) BODY[HEADER.FIELDS (FROM)] {%d}\r\n)\r\n"
+            % (n, n, 10 + n),
+            10 + n,
+        )
+        for n in range(1, 8)
+    ]
+    headers = bench.Headers.parse(record)
+    assert headers.listing(3, 5) == bench.Expected(3, 13 + 14 + 15)
+    assert headers.listing(6, 50) == bench.Expected(2, 16 + 17)
+    with pytest.raises(bench.ProtocolFailure):
+        bench.Headers.parse([(b"* 1 FETCH (FLAGS ())\r\n", 0)])
+
+
+# -- smoke runs ---------------------------------------------------------------------------
+
+
+def _quick(*options: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"],
+        [sys.executable, str(BENCH), "--quick", *options],
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
-    out = result.stdout
+    return result.stdout
+
+
+def test_quick_run_prints_the_table(dovecot) -> None:
+    out = _quick()
+    _check_table(out)
+    assert "commands: identical per mailbox" in out
+    assert "commands: distinct per client" not in out
+
+
+def test_quick_distinct_run_prints_the_table(dovecot) -> None:
+    out = _quick("--distinct")
+    _check_table(out)
+    assert "commands: distinct per client" in out
+    assert "commands: identical per mailbox" not in out
+    assert "no two clients of a mailbox send the same command" in out
+
+
+def _check_table(out: str) -> None:
     for line in (
         "Multiplexing benchmark: 40 clients of 4 users through imapproxy, upstream "
         "connections unshared vs shared (--quick run)",
