@@ -332,6 +332,9 @@ class _Turn:
     #: Sent as the client wrote it, sequence numbers and all: only while the
     #: session's numbering is the connection's (checked again with the turn).
     needs_sync: bool = False
+    #: Set once its writer is done with the connection: the answer can come
+    #: while the writer's last send has not returned yet (the next command waits).
+    written: trio.Event = field(default_factory=trio.Event)
 
     def owners(self) -> list[Lane]:
         """The lanes whose command this is: its own and its riders'."""
@@ -634,6 +637,7 @@ class SharedConnection:
     async def _finish(self, turn: _Turn, response: Response | None) -> None:
         """A lane's command is complete upstream: learn new UIDs, record a SELECT,
         show the owner the expunges it may see, then its tagged response."""
+        await turn.written.wait()  # its writer is off the wire (bounded: see submit)
         lane, request = turn.lane, turn.request
         name = turn.name
         if name in ("SELECT", "EXAMINE") and lane is not None:
@@ -884,6 +888,7 @@ class SharedConnection:
             finally:
                 conn.end_writing(upstream)
                 request.asked = upstream.asked
+                turn.written.set()
         if scope.cancelled_caught:
             with trio.CancelScope(shield=True):
                 await conn.aclose()
