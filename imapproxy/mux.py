@@ -134,6 +134,8 @@ _RIDABLE = frozenset(
 #: Commands whose FETCH responses are the command's results.
 _FETCHING = frozenset({"FETCH", "UID FETCH", "STORE", "UID STORE"})
 _NUMBER = re.compile(rb"\* (\d+) ")
+#: A FETCH item that sets \Seen (BODY[...], BINARY[...], RFC822, RFC822.TEXT).
+_SETS_SEEN = re.compile(rb"(?i)[( ](?:BODY|BINARY)\[|[( ]RFC822(?:\.TEXT)?[ )\r]")
 _FLAGS_ITEM = re.compile(rb"[( ]FLAGS \(([^()]*)\)", re.IGNORECASE)
 
 
@@ -692,7 +694,7 @@ class SharedConnection:
 
     def _untagged(self, response: Response) -> None:
         name = response.name
-        if name in ("EXISTS", "EXPUNGE", "FETCH", "VANISHED"):
+        if name in ("EXISTS", "EXPUNGE", "VANISHED"):
             self.changes += 1
         mailbox = self.mailbox
         turn = self.current
@@ -807,6 +809,8 @@ class SharedConnection:
         text = b"(" + b" ".join(found.group(1).split()) + b")"
         before = self.flags.get(uid)
         self.flags[uid] = text
+        if before is not None and before != text:
+            self.changes += 1
         if before == text or (asked and not storing and before is None):
             # Unchanged, or first seen in a FETCH that asked: nobody had older flags
             # of it from this connection.
@@ -866,6 +870,19 @@ class SharedConnection:
             await self.conn.aclose()
         raise UpstreamError(f"upstream did not answer {name}") from None
 
+    def news_from(self) -> _Turn | None:
+        """A lane's command whose answer is still to come (the one on the wire, or
+        the first waiting), which a NOOP can wait for instead of its own turn."""
+        turn = self.current
+        if (
+            turn is not None
+            and turn.lane is not None
+            and turn.upstream is not None
+            and not turn.upstream.done.is_set()
+        ):
+            return turn
+        return next(iter(self.waiting.values()), None)
+
     async def submit(self, turn: _Turn, segments: list[_Segment]) -> None:
         """Send a lane's buffered command (holding the turn, taken by the caller)."""
         conn = self.conn
@@ -874,7 +891,9 @@ class SharedConnection:
         upstream = conn.new_request(turn.name, request.client_tag, tag=request.tag)
         turn.upstream = upstream
         self.current = turn
-        if turn.name not in _RIDABLE and turn.name != "NOOP":
+        if (turn.name not in _RIDABLE and turn.name != "NOOP") or (
+            turn.name == "UID FETCH" and _SETS_SEEN.search(segments[0].data())
+        ):
             self.changes += 1  # it may change flags (STORE, FETCH of BODY[], ...)
         # Written whole whatever happens to the session meanwhile: a command cut
         # short would leave the connection unusable for every session on it. A
@@ -1199,9 +1218,10 @@ class Lane(InFlight):
             key = _ride_key(turn, segments)
             if key is not None:
                 lead = shared.waiting.get(key)
-                if lead is None and key == b"NOOP" and shared.waiting:
-                    # A NOOP asks only for news: any command after it brings them.
-                    lead = next(reversed(shared.waiting.values()))
+                if lead is None and key == b"NOOP":
+                    # A NOOP asks only for news: any command answered from now on
+                    # brings them -- the one on the wire, or the next to go.
+                    lead = shared.news_from()
                 if lead is not None and lead.lane is not None and not lead.lane.closed:
                     if key == b"NOOP" and lead.name != "NOOP":
                         lead.noops.append((self, request))

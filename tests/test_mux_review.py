@@ -181,13 +181,14 @@ async def test_noop_riding_on_another_sessions_status_is_not_its_answer(env: Env
         await b.send(b"t STATUS nosuch (MESSAGES)\r\n")
         await until(lambda: bool(shared.waiting))
         await c.send(b"n NOOP\r\n")
-        await until(lambda: any(turn.noops for turn in shared.waiting.values()))
+        # The NOOP waits for the command on the wire (a's CHECK), not a turn.
+        await until(lambda: shared.current is not None and bool(shared.current.noops))
         await conn.send(held + b" OK done\r\n")
         await a.read_response(b"h")
+        reply = await c.read_response(b"n")
         tag = await hold(conn, b"STATUS")
         await conn.send(tag + b" NO [NONEXISTENT] Mailbox doesn't exist\r\n")
         assert (await b.read_response(b"t"))[-1].startswith(b"t NO")
-        reply = await c.read_response(b"n")
         assert reply[-1].startswith(b"n OK"), reply
 
 
@@ -201,13 +202,13 @@ async def test_noop_riding_on_another_sessions_list_gets_no_list_data(env: Env) 
         await b.send(b'l LIST "" "*"\r\n')
         await until(lambda: bool(shared.waiting))
         await c.send(b"n NOOP\r\n")
-        await until(lambda: any(turn.noops for turn in shared.waiting.values()))
+        await until(lambda: shared.current is not None and bool(shared.current.noops))
         await conn.send(held + b" OK done\r\n")
         await a.read_response(b"h")
+        reply = await c.read_response(b"n")
         tag = await hold(conn, b"LIST")
         await conn.send(b'* LIST () "/" Secret\r\n' + tag + b" OK List completed\r\n")
         await b.read_response(b"l")
-        reply = await c.read_response(b"n")
         assert not any(line.startswith(b"* LIST") for line in reply), reply
 
 
@@ -291,14 +292,14 @@ async def test_a_session_cut_mid_append_never_leaves_half_a_command_for_the_next
         assert name == b"APPEND", rest
         await conn.send(b"+ go\r\n")
         await until(lambda: shared.conn.sending_since is not None)
-        await c.send(b"n NOOP\r\n")
+        await c.send(b"n CREATE Later\r\n")  # a command of its own (a NOOP would ride)
         await until(lambda: shared._wanted > 0)
         await conn.send(b"* OK [UIDVALIDITY 8] recreated\r\n")
         assert (await a.read_line()).startswith(b"* BYE")
         await trio.testing.wait_all_tasks_blocked(0.05)  # a's session has ended
         at, seen, answered = -1, 0, False
         while at < 0:
-            at = conn._buf.find(b" NOOP\r\n", max(0, seen - 8))
+            at = conn._buf.find(b" CREATE Later\r\n", max(0, seen - 16))
             seen = len(conn._buf)
             conn.received.clear()
             if at < 0 and seen >= size + 2 and not answered:
@@ -306,7 +307,7 @@ async def test_a_session_cut_mid_append_never_leaves_half_a_command_for_the_next
                 answered = True
             if at < 0 and not await conn._fill():
                 break
-        assert at == -1 or at >= size, f"NOOP written {at} octets into a {size}-octet literal"
+        assert at == -1 or at >= size, f"CREATE written {at} octets into a {size}-octet literal"
 
 
 async def test_a_stalled_server_ends_the_shared_connection_and_its_sessions(
