@@ -336,15 +336,15 @@ async def test_an_unknown_command_with_a_literal_moves_and_is_relayed_whole(env:
 
 
 async def test_a_server_bye_ends_every_session_on_the_connection(env: Env) -> None:
-    """The server says BYE and closes with a's command on the wire and b's waiting
-    for the turn: both get BYE; the user's next login gets a new connection."""
+    """The server says BYE and closes with a's command on the wire and b's NOOP
+    waiting for its news: both get BYE; the user's next login gets a new connection."""
     with trio.fail_after(TEST_TIMEOUT):
         a, b, conn = await env.two_on_inbox()
         shared = env.shared()
         await a.send(b"f FETCH 1 (FLAGS)\r\n")
         await hold(conn, b"UID")
         await b.send(b"n NOOP\r\n")
-        await until(lambda: shared._wanted > 0)
+        await until(lambda: shared.current is not None and bool(shared.current.noops))
         await conn.send(b"* BYE shutting down\r\n")
         await conn.aclose()
         assert (await a.read_line()).startswith(b"* BYE")
