@@ -137,6 +137,11 @@ _NUMBER = re.compile(rb"\* (\d+) ")
 #: A FETCH item that sets \Seen (BODY[...], BINARY[...], RFC822, RFC822.TEXT).
 _SETS_SEEN = re.compile(rb"(?i)[( ](?:BODY|BINARY)\[|[( ]RFC822(?:\.TEXT)?[ )\r]")
 _FLAGS_ITEM = re.compile(rb"[( ]FLAGS \(([^()]*)\)", re.IGNORECASE)
+#: Response codes of a SELECT's answer kept for the sessions that join it.
+_KEPT_CODES = frozenset({"PERMANENTFLAGS", "MAILBOXID", "UIDNOTSTICKY"})
+#: SEARCH RETURN options whose results are renumbered for a session (others, such
+#: as PARTIAL, are by position: the SEARCH goes as the client wrote it).
+_RENUMBERED_RETURNS = frozenset({"MIN", "MAX", "COUNT", "ALL"})
 
 
 class NotShared(Exception):
@@ -704,7 +709,7 @@ class SharedConnection:
             # The SELECT's own data: to its session, and kept for those that join.
             if mailbox is not None:
                 mailbox.apply(response)
-            if name == "FLAGS" or (name == "OK" and _code(response) == "PERMANENTFLAGS"):
+            if name == "FLAGS" or (name == "OK" and _code(response) in _KEPT_CODES):
                 self.select_data.append(response)
             elif name == "OK" and _code(response) == "UNSEEN":
                 self.select_unseen = True
@@ -800,13 +805,9 @@ class SharedConnection:
         if asked and not silent:
             for owner in owners:
                 owner.deliver_fetch(response, uid)
-        # The FLAGS item, read from the response's text before any literal (flags
-        # are atoms: no parenthesis inside a list of them).
-        head = frame.raw[: frame.literals[0].announce] if frame.literals else frame.raw
-        found = _FLAGS_ITEM.search(head)
-        if found is None:
+        text = _flags_in(frame)
+        if text is None:
             return
-        text = b"(" + b" ".join(found.group(1).split()) + b")"
         before = self.flags.get(uid)
         self.flags[uid] = text
         if before is not None and before != text:
@@ -1126,6 +1127,12 @@ class Lane(InFlight):
             turn.name = "UID " + base
             return "UID " + base, replace(args, sequence_set=uids)
         if isinstance(args, SearchArgs):
+            options = args.return_options or ()
+            if any(option.upper() not in _RENUMBERED_RETURNS for option, _ in options):
+                if not self.synced:
+                    raise _EXPUNGE_ISSUED
+                turn.needs_sync = True
+                return name, args
             turn.name = "UID SEARCH"
             turn.searched = True
             return "UID SEARCH", replace(args, key=self._search_key(args.key))
@@ -1501,7 +1508,9 @@ class Lane(InFlight):
 
     def _spool_bytes(self, data: bytes) -> bool:
         """Append to the lane's spool; False (and the session is cut) past
-        :data:`LANE_SPOOL_MAX`."""
+        :data:`LANE_SPOOL_MAX`, or when the session is gone."""
+        if self.closed and not self.migrated:
+            return False
         if self._spool is None:
             self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _unspool/release
             self._spool_write = self._spool_read = 0
@@ -1571,6 +1580,8 @@ class Lane(InFlight):
         self._wakeup.set()
 
     def _put(self, item: _Item, size: int = 0) -> None:
+        if self.closed and not self.migrated:
+            return  # the session is gone: nobody reads what would be queued
         self._queue.append(item)
         self._queued += size
         self._wakeup.set()
@@ -1676,9 +1687,12 @@ class Lane(InFlight):
         if not shared.lanes:
             shared.idle_since = trio.current_time()
         shared._wake.set()
-        if closing and self._spool is not None:
-            self._spool.close()
-            self._spool = None
+        if closing:  # nobody reads what was queued
+            self._queue.clear()
+            self._queued = 0
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
 
     async def aclose(self) -> None:
         self.release()
@@ -1792,6 +1806,22 @@ def _renumbered_part(part: FramePart, number: int) -> FramePart:
 
 
 _UID_ITEM = re.compile(rb"UID (\d+)", re.IGNORECASE)
+
+
+def fetched_flags(response: Response) -> tuple[int, bytes] | None:
+    """The UID and the flags (as ``(...)``, spaced once) of a FETCH response that
+    has both."""
+    flags = _flags_in(response.frame)
+    uid = _uid_in(response.frame.raw)
+    return (uid, flags) if flags is not None and uid is not None else None
+
+
+def _flags_in(frame: Frame) -> bytes | None:
+    """The FLAGS item of a FETCH response, read from its text before any literal
+    (flags are atoms: no parenthesis inside a list of them)."""
+    head = frame.raw[: frame.literals[0].announce] if frame.literals else frame.raw
+    found = _FLAGS_ITEM.search(head)
+    return b"(" + b" ".join(found.group(1).split()) + b")" if found is not None else None
 
 
 def _uid_in(raw: bytes) -> int | None:

@@ -56,7 +56,7 @@ from imapproxy import __version__
 from imapproxy.audit import CommandAudit, describe_args, mailbox_text
 from imapproxy.logs import bind_context, bound_context, bound_logger, enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
-from imapproxy.mux import Lane, NotShared
+from imapproxy.mux import Lane, NotShared, fetched_flags
 from imapproxy.naming import RENAMED_RESPONSES, Names, Untranslatable
 from imapproxy.pool import Pooled, PoolKey
 from imapproxy.router import normalise_user
@@ -89,6 +89,7 @@ from imapproxy.wire import (
     RemoteProtocolError,
     Response,
     Role,
+    SequenceSet,
     build_command,
     build_response,
 )
@@ -116,7 +117,7 @@ from imapproxy.wire.responses import (
     SearchData,
 )
 from imapproxy.wire.search import SearchKey
-from imapproxy.wire.values import Mailbox, Secret
+from imapproxy.wire.values import FetchItem, Mailbox, Secret
 
 if TYPE_CHECKING:
     from imapproxy.config import Listener, Upstream
@@ -159,6 +160,10 @@ _UNTRANSLATABLE = Deny(text="Mailbox name not valid on this server", code="CANNO
 _UNMAPPED_KEYWORD = Deny(text="Search by this keyword with SEARCH, not here", code="CANNOT")
 _CANNOT_RENAME = Deny(text="This mailbox cannot be renamed", code="NOPERM")
 #: How a command naming a hidden mailbox is refused: as if it did not exist.
+_UNAVAILABLE = Deny(text="Mail server unavailable, try again later", code="UNAVAILABLE")
+_EXPUNGE_PENDING = Deny(text="Messages were expunged; NOOP, then retry", code="EXPUNGEISSUED")
+#: Commands that select a mailbox (leaving the one selected).
+_SELECTING = frozenset({"SELECT", "EXAMINE"})
 _HIDDEN = Deny(text="Mailbox doesn't exist", code="NONEXISTENT")
 #: Commands that act on the selected mailbox: rules see it among their mailboxes.
 _ON_SELECTED = frozenset(
@@ -303,6 +308,12 @@ class ClientSession:
         self._idle: Request | None = None
         self._selecting: dict[Request, SelectedMailbox] = {}
         self._unselecting: set[Request] = set()
+        #: Expunges (then EXISTS) that bring the session's numbering to its new
+        #: dedicated connection's, held while its commands may not see them.
+        self._unshown: list[bytes] = []
+        #: Set once a move to a dedicated connection is over (the upstream reader
+        #: waits for it: see _run_upstream).
+        self._moving: trio.Event | None = None
         self._slot = trio.Event()
         self._bye_sent = False
         self._mid_response = False
@@ -1041,6 +1052,9 @@ class ClientSession:
         try:
             while True:
                 await upstream.run()
+                moving = self._moving
+                if moving is not None:  # the mailbox is being selected on the new one
+                    await moving.wait()
                 if self.upstream is upstream:
                     break
                 # The session moved from a shared connection to one of its own.
@@ -1393,10 +1407,12 @@ class ClientSession:
             self._taint(command)
         if isinstance(upstream, Lane) and _stateful(command):
             # Per-connection state is never left on a shared connection.
-            if not await self._go_dedicated(command):
+            if not await self._go_dedicated(command, decision, named, sequence):
                 return None
             upstream = self.upstream
             assert upstream is not None
+        if self._unshown and not self._show_unshown(command, decision, named, sequence):
+            return None
         cache = self._fetch_cache(command, decision)
         partial: Partial | None = None
         if cache is not None and isinstance(args, FetchArgs):
@@ -1456,57 +1472,109 @@ class ClientSession:
             forward.flags = names
         return forward
 
-    async def _go_dedicated(self, command: Command) -> bool:
+    async def _go_dedicated(
+        self,
+        command: Command,
+        decision: Decision | None,
+        named: tuple[str, ...],
+        sequence: str | None,
+    ) -> bool:
         """Move the session from its shared connection to one of its own, before
         ``command`` (which leaves state on a connection); with a mailbox selected,
-        it is selected there too and the session's numbering carried over. False
-        when it could not (the client has its answer)."""
+        it is selected there too (unless ``command`` selects another) and the
+        session's numbering and flags carried over. False when it could not (the
+        command is refused, the session stays where it was)."""
         lane = self.upstream
         assert isinstance(lane, Lane)
         while lane.oldest is not None:  # what it sent first is answered first
             await lane.oldest.done.wait()
-        shown: list[bytes] = []
         try:
             if lane.opener is None:
                 raise UpstreamError("no way to log in again")
             conn = await lane.opener()
         except UpstreamError as exc:
             log.warning("upstream error", error=str(exc))
-            self.tagged(
-                command.tag, "NO", "Mail server unavailable, try again later", "UNAVAILABLE"
-            )
+            self._refuse(command, _UNAVAILABLE, decision, named, sequence)
             return False
-        view, mailbox = lane.view, lane.shared.mailbox
-        if view is not None and mailbox is not None:
-            try:
-                shown = await self._reselect(conn, lane, mailbox.name, view)
-            except (UpstreamError, LocalProtocolError) as exc:
-                await conn.aclose()
-                log.warning("upstream error", error=str(exc))
-                self.tagged(command.tag, "NO", "Mail server unavailable", "UNAVAILABLE")
-                return False
-            if shown and command.name in ("FETCH", "STORE", "SEARCH", "SORT", "THREAD"):
-                # Expunges may not be shown during these (RFC 9051 section 7.5.1).
-                await conn.logout()
-                self.tagged(
-                    command.tag, "NO", "Messages were expunged; NOOP, then retry", "EXPUNGEISSUED"
-                )
-                return False
-        self.upstream = conn
-        lane.migrate()
-        await lane.finished.wait()  # the shared connection's last words come first
-        for line in shown:
-            self._untagged(Response.parse(Frame(line)))
+        mailbox = lane.shared.mailbox
+        view = lane.view
+        reselect = view is not None and mailbox is not None and command.name not in _SELECTING
+        # What the session has been shown (or is queued for it) as the lane leaves
+        # the shared connection: from now on, nothing changes it.
+        shown_flags = lane.shared.flags.copy() if reselect else {}
+        view = list(view) if view is not None else []
+        readonly = lane.readonly
+        self._moving = moving = trio.Event()
+        try:
+            lane.migrate()
+            await lane.finished.wait()  # the shared connection's last words come first
+            if reselect:
+                assert mailbox is not None
+                limit = self.proxy.config.timeouts.upstream_response
+                with trio.move_on_after(limit) as waited:
+                    flags, numbering = await self._reselect(
+                        conn, readonly, mailbox.name, view, shown_flags
+                    )
+                if waited.cancelled_caught:
+                    raise UpstreamError("not responding")
+                for line in flags:
+                    self._untagged(Response.parse(Frame(line)))
+                self._unshown = numbering
+            self.upstream = conn
+        except (UpstreamError, LocalProtocolError) as exc:
+            await conn.aclose()
+            log.warning("upstream error", error=str(exc))
+            # Off the shared connection and without the mailbox on a new one: the
+            # session cannot go on as its client sees it.
+            self._close_reason = f"mailbox not selected again: {exc}"
+            self._bye("Connection to the mail server lost")
+            raise _Closed from None
+        except BaseException:
+            await conn.aclose()
+            raise
+        finally:
+            self._moving = None
+            moving.set()
         log.info("moved to a dedicated upstream connection", command=command.name)
         return True
 
+    def _show_unshown(
+        self,
+        command: Command,
+        decision: Decision | None,
+        named: tuple[str, ...],
+        sequence: str | None,
+    ) -> bool:
+        """Show the expunges held since the move to a dedicated connection before
+        ``command``, which is then sent (True); or refuse it (False): they may not
+        come during it, and its sequence numbers would be taken in the new
+        numbering. A command that leaves the mailbox drops them."""
+        if command.name in _SELECTING or command.name in ("CLOSE", "UNSELECT", "LOGOUT"):
+            self._unshown = []
+            return True
+        expunges = any(line.endswith(b"EXPUNGE\r\n") for line in self._unshown)
+        if expunges and _numbers_messages(command):
+            self._refuse(command, _EXPUNGE_PENDING, decision, named, sequence)
+            return False
+        for line in self._unshown:
+            self._untagged(Response.parse(Frame(line)))
+        self._unshown = []
+        return True
+
     async def _reselect(
-        self, conn: UpstreamConnection, lane: Lane, name: Mailbox, view: list[int]
-    ) -> list[bytes]:
-        """Select the lane's mailbox on ``conn`` as the session has it; the updates
-        that bring the session's numbering to the new connection's (expunges in
-        descending order, then EXISTS)."""
-        verb = "EXAMINE" if lane.readonly else "SELECT"
+        self,
+        conn: UpstreamConnection,
+        readonly: bool,
+        name: Mailbox,
+        view: list[int],
+        shown: Mapping[int, bytes],
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Select ``name`` on ``conn`` as the session has it open (``view``: the
+        UID of each of its sequence numbers, ``shown``: the flags it was shown).
+        Returns the updates that carry the session over: flags that changed
+        (numbered as it has them), and those that bring its numbering to the
+        connection's (expunges in descending order, then EXISTS)."""
+        verb = "EXAMINE" if readonly else "SELECT"
         done, _ = await conn.simple_command(verb, SelectArgs(name))
         if done.name != "OK":
             raise UpstreamError(f"{verb} on the dedicated connection failed")
@@ -1519,15 +1587,32 @@ class ClientSession:
                     uids.update(data.numbers)
         if done.name != "OK":
             raise UpstreamError("UID SEARCH on the dedicated connection failed")
-        shown: list[bytes] = []
-        kept = list(view)
-        for seq in range(len(view), 0, -1):
-            if view[seq - 1] not in uids:
-                shown.append(b"* %d EXPUNGE\r\n" % seq)
-                del kept[seq - 1]
+        kept = [uid for uid in view if uid in uids]
+        flags: list[bytes] = []
+        if kept:
+            # Changes the shared connection had not reported: the server never
+            # reports them on a connection selected after them.
+            done, untagged = await conn.simple_command(
+                "UID FETCH", FetchArgs(SequenceSet.from_numbers(kept), (FetchItem("FLAGS"),))
+            )
+            if done.name != "OK":
+                raise UpstreamError("UID FETCH on the dedicated connection failed")
+            now = {}
+            for response in untagged:
+                if response.name == "FETCH" and (found := fetched_flags(response)):
+                    now[found[0]] = found[1]
+            for seq, uid in enumerate(view, 1):
+                text = now.get(uid)
+                if text is not None and shown.get(uid) != text:
+                    flags.append(b"* %d FETCH (FLAGS %s)\r\n" % (seq, text))
+        numbering = [
+            b"* %d EXPUNGE\r\n" % seq
+            for seq in range(len(view), 0, -1)
+            if view[seq - 1] not in uids
+        ]
         if len(uids) != len(kept):
-            shown.append(b"* %d EXISTS\r\n" % len(uids))
-        return shown
+            numbering.append(b"* %d EXISTS\r\n" % len(uids))
+        return flags, numbering
 
     def _fetch_cache(
         self, command: Command, decision: Decision | None
@@ -2116,6 +2201,28 @@ def _stateful(command: Command) -> bool:
             options = args.return_options if isinstance(args, SearchArgs) else None
             return any(name.upper() == "SAVE" for name, _ in options or ())
     return False
+
+
+def _numbers_messages(command: Command) -> bool:
+    """Whether ``command`` names messages by sequence number (or is one during
+    which no expunge may be shown, RFC 9051 section 7.5.1)."""
+    name = command.name
+    if name in ("FETCH", "STORE", "SEARCH", "SORT", "THREAD", "COPY", "MOVE"):
+        return True
+    if name not in ("UID SEARCH", "UID SORT", "UID THREAD"):
+        return False
+    try:
+        args = command.args
+    except ParseError:
+        return True
+    key = getattr(args, "key", None)
+    return not isinstance(key, SearchKey) or _has_seqset(key)
+
+
+def _has_seqset(key: SearchKey) -> bool:
+    if key.name == "SEQSET":
+        return True
+    return any(isinstance(arg, SearchKey) and _has_seqset(arg) for arg in key.args)
 
 
 def _code_of(line: bytes) -> str | None:
