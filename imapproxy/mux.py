@@ -342,6 +342,9 @@ class _Turn:
     #: Set once its writer is done with the connection: the answer can come
     #: while the writer's last send has not returned yet (the next command waits).
     written: trio.Event = field(default_factory=trio.Event)
+    #: A UID FETCH that others' UID FETCHes of the same items were merged into
+    #: (see :class:`_Merge`): which messages each lane asked for.
+    merge: _Merge | None = None
 
     def owners(self) -> list[Lane]:
         """The lanes whose command this is: its own and its riders'."""
@@ -351,11 +354,95 @@ class _Turn:
             return [self.lane]
         return [self.lane, *(lane for lane, _ in self.riders)]
 
+    def asked(self, lane: Lane, uid: int) -> bool:
+        """Whether ``lane``'s command asked for the message with ``uid`` (every
+        message it fetches, unless others' UID FETCHes were merged into it)."""
+        merge = self.merge
+        return merge is None or _within(merge.wanted.get(lane, merge.lead), uid)
+
     @property
     def may_expunge(self) -> bool:
         """Whether the session may be shown expunges now: during its own command,
         unless it is a FETCH, STORE or SEARCH by sequence number (RFC 9051 7.5.1)."""
         return self.request is not None and self.request.name not in _NO_EXPUNGE_DURING
+
+
+#: A UID set as ascending ``(low, high)`` spans, ``high`` None for ``n:*``.
+_Spans = list[tuple[int, int | None]]
+#: At most this many ranges in a merged UID FETCH's set.
+_MERGED_RANGES = 64
+_UID_FETCH = re.compile(rb"(\S+) UID FETCH ([0-9:*,]+) (.+)\r\n", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass
+class _Merge:
+    """UID FETCHes of the same items by several lanes, sent as one over the union
+    of their UID sets; each lane is given the messages it asked for."""
+
+    segment: _Segment  # the command as it will go (rewritten as sets are added)
+    tag: bytes
+    items: bytes
+    lead: _Spans  # the waiting command's own set (and its identical riders')
+    union: _Spans
+    wanted: dict[Lane, _Spans] = field(default_factory=dict)
+
+    def add(self, lane: Lane, spans: _Spans) -> bool:
+        """Merge ``lane``'s set in (False: the set would grow too fragmented)."""
+        union = _union(self.union, spans)
+        if len(union) > _MERGED_RANGES:
+            return False
+        self.union = union
+        self.wanted[lane] = spans
+        wire = b",".join(map(_span_bytes, union))
+        self.segment.parts = [self.tag + b" UID FETCH " + wire + b" " + self.items + b"\r\n"]
+        return True
+
+
+def _fetch_spans(raw: bytes, largest: int) -> tuple[bytes, bytes, _Spans] | None:
+    """The tag, items and UID set of a UID FETCH that may be merged with others
+    (None: another form, or a set whose ``*`` could mean a UID below its range:
+    ``n:*`` with ``n`` above the largest UID known)."""
+    match = _UID_FETCH.fullmatch(raw)
+    if match is None or _SETS_SEEN.search(raw):
+        return None
+    try:
+        uids = SequenceSet.parse(match.group(2))
+    except ValueError:
+        return None
+    spans: _Spans = []
+    for first, last in uids.ranges:
+        if first is None or last is None:  # n:* (or *:n): the messages from n on
+            low = last if first is None else first
+            if low is None or low > largest:
+                return None
+            spans.append((low, None))
+        else:
+            spans.append((min(first, last), max(first, last)))
+    return match.group(1), match.group(3), _union([], spans)
+
+
+def _span_bytes(span: tuple[int, int | None]) -> bytes:
+    low, high = span
+    if high is None:
+        return b"%d:*" % low
+    return b"%d" % low if low == high else b"%d:%d" % (low, high)
+
+
+def _union(spans: _Spans, more: _Spans) -> _Spans:
+    out: _Spans = []
+    for low, high in sorted([*spans, *more], key=lambda span: span[0]):
+        if out:
+            last_low, last_high = out[-1]
+            if last_high is None or low <= last_high + 1:
+                if last_high is not None and (high is None or high > last_high):
+                    out[-1] = (last_low, high)
+                continue
+        out.append((low, high))
+    return out
+
+
+def _within(spans: _Spans, uid: int) -> bool:
+    return any(low <= uid and (high is None or uid <= high) for low, high in spans)
 
 
 class SharedConnection:
@@ -394,6 +481,9 @@ class SharedConnection:
         #: Lanes' commands waiting for the turn, by what they send: an identical
         #: one rides along (see Lane._send).
         self.waiting: dict[bytes, _Turn] = {}
+        #: Lanes' UID FETCHes waiting for the turn, by the items they fetch: one
+        #: of the same items is merged in (see Lane._send).
+        self.merging: dict[bytes, _Turn] = {}
 
     def __repr__(self) -> str:
         return f"SharedConnection({self.conn!r}, {len(self.lanes)} lanes, {self.mailbox!r})"
@@ -804,7 +894,8 @@ class SharedConnection:
         silent = turn is not None and turn.silent
         if asked and not silent:
             for owner in owners:
-                owner.deliver_fetch(response, uid)
+                if turn is not None and turn.asked(owner, uid):
+                    owner.deliver_fetch(response, uid)
         text = _flags_in(frame)
         if text is None:
             return
@@ -817,7 +908,7 @@ class SharedConnection:
             # of it from this connection.
             return
         for lane in self.on_mailbox:
-            if asked and lane in owners:
+            if asked and lane in owners and turn is not None and turn.asked(lane, uid):
                 continue  # it has them as its result, or asked not to hear (.SILENT)
             lane.deliver_flags(uid, text)
 
@@ -845,7 +936,7 @@ class SharedConnection:
                     uid = _uid_in(part.raw)
                 for owner in owners:
                     lane_seq = owner.seq_for(uid) if uid is not None else None
-                    if lane_seq is not None:
+                    if lane_seq is not None and uid is not None and turn.asked(owner, uid):
                         self._streaming.append(owner)
                         owner.deliver_part(_renumbered_part(part, lane_seq))
             return
@@ -1235,16 +1326,39 @@ class Lane(InFlight):
                     else:
                         lead.riders.append((self, request))
                     return
+            merging = self._merging(turn, segments)
+            if merging is False:
+                return  # merged into a waiting UID FETCH of the same items
+            if key is not None:
                 shared.waiting[key] = turn
-            acquired = False
+            acquired = orphaned = False
             try:
-                await shared._acquire()
+                try:
+                    await shared._acquire()
+                except trio.Cancelled:
+                    if not turn.riders or shared.closed:
+                        raise
+                    # The session goes, but others' commands ride on (or were
+                    # merged into) this one: it is sent for them all the same.
+                    orphaned = True
+                    with trio.CancelScope(shield=True):
+                        with trio.move_on_after(self.mux.timeouts.upstream_response):
+                            await shared._acquire()
+                            acquired = True
+                    if not acquired:
+                        raise
                 acquired = True
             finally:
                 if key is not None and shared.waiting.get(key) is turn:
                     del shared.waiting[key]  # on the wire now: nobody rides any more
+                if merging is not None and shared.merging.get(merging) is turn:
+                    del shared.merging[merging]
                 if not acquired:
                     _abandon(turn)
+            if orphaned:
+                with trio.CancelScope(shield=True):
+                    await self._send_orphan(turn, segments)
+                await trio.lowlevel.checkpoint()  # the session's cancellation
             if self.closed or shared.closed:
                 shared._release()
                 _abandon(turn)
@@ -1264,6 +1378,53 @@ class Lane(InFlight):
         finally:
             for segment in segments:
                 segment.close()
+
+    async def _send_orphan(self, turn: _Turn, segments: list[_Segment]) -> None:
+        """Send a command whose session has gone for those riding on it (the turn
+        held): answered to them; its own answer goes nowhere."""
+        shared = self.shared
+        if shared.closed or (turn.needs_sync and not self.synced):
+            shared._release()
+            _abandon(turn)
+            return
+        try:
+            await shared.submit(turn, segments)
+        except BaseException:
+            shared._release()
+            raise
+
+    def _merging(self, turn: _Turn, segments: list[_Segment]) -> bytes | Literal[False] | None:
+        """Merge a UID FETCH into a waiting one of the same items (False), or make
+        it the one others merge into (its key), or neither (None)."""
+        shared = self.shared
+        mailbox = shared.mailbox
+        request = turn.request
+        if (
+            turn.name != "UID FETCH"
+            or len(segments) != 1
+            or request is None
+            or mailbox is None
+            or mailbox.uids is None
+        ):
+            return None
+        largest = next((uid for uid in reversed(mailbox.uids) if uid), 0)
+        found = _fetch_spans(segments[0].data(), largest)
+        if found is None:
+            return None
+        tag, items, spans = found
+        # The client's command name too: when an EXPUNGE may be shown depends on it.
+        key = request.name.encode() + b"\x00" + items.upper()
+        lead = shared.merging.get(key)
+        if lead is not None and lead.lane is not None and not lead.lane.closed:
+            merge = lead.merge
+            if merge is not None and merge.add(self, spans):
+                lead.riders.append((self, request))
+                return False
+        if key in shared.merging:
+            return None
+        turn.merge = _Merge(segments[0], tag, items, lead=spans, union=list(spans))
+        shared.merging[key] = turn
+        return key
 
     async def _select(self, request: Request, turn: _Turn, segments: list[_Segment]) -> None:
         """SELECT or EXAMINE: join a connection that has the mailbox open in that

@@ -610,6 +610,42 @@ async def test_fifty_sessions_of_one_user_keep_the_invariants_of_direct_connecti
     assert max(counts) <= len(BOXES), f"upstream connections while all selected: {counts}"
 
 
+async def test_concurrent_header_windows_each_get_their_own_messages(
+    dovecot: DovecotServer, mux_user: User, clients: Clients
+) -> None:
+    """Twenty sessions on one mailbox fetch different windows of Message-ID headers
+    at once (``UID FETCH a:b``, or ``a:*`` for every other session, five rounds):
+    the UID FETCHes that wait for the turn together go upstream as one over the
+    union of their sets (docs/multiplex.md). Each session gets exactly the
+    messages of its own window, with their Message-IDs, and nothing else."""
+    messages = 60
+    with trio.fail_after(TEST_TIMEOUT):
+        await in_thread(fill, dovecot, mux_user, {"INBOX": messages})
+        sessions = [await clients.login(mux_user) for _ in range(20)]
+        for client in sessions:
+            assert_ok(await client.command(b"s", b"EXAMINE INBOX"))
+
+        async def windows(i: int, client: RawImap) -> None:
+            for step in range(5):
+                low = 1 + (i * 7 + step * 3) % (messages - 10)
+                high = low + 9 if i % 2 else messages
+                spec = b"%d:%d" % (low, high) if i % 2 else b"%d:*" % low
+                tag = b"f%d" % step
+                reply = await client.command(
+                    tag, b"UID FETCH " + spec + b" (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+                )
+                assert_ok(reply)
+                got = fetches(reply)
+                assert [item.uid for item in got] == list(range(low, high + 1)), (i, spec)
+                for item in got:
+                    assert item.uid is not None
+                    assert item.mid == message_id("INBOX", item.uid), (i, item)
+
+        async with trio.open_nursery() as nursery:
+            for i, client in enumerate(sessions):
+                nursery.start_soon(windows, i, client)
+
+
 # -- 2. an EXPUNGE by one session, sequence numbers of another -----------------------------
 
 

@@ -1,0 +1,211 @@
+"""UID FETCHes of the same items by several sessions on a shared connection,
+waiting for the turn at the same time, go upstream as one over the union of
+their UID sets; each session gets the messages it asked for, numbered as it has
+them (imapproxy/mux.py, ``_Merge``). The fake upstream plays the server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from fake_upstream import FakeConnection, RawClient
+from test_mux_review import Env, hold, until
+
+from imapproxy.mux import SharedConnection
+from imapproxy.testing.proxy import ProxyTls
+
+TEST_TIMEOUT = 20
+
+
+@pytest.fixture
+async def env(nursery: trio.Nursery, tmp_path: Path, proxy_tls: ProxyTls) -> AsyncIterator[Env]:
+    env = Env(nursery, tmp_path, proxy_tls)
+    await env.start()
+    yield env
+    for client in env.clients:
+        await client.aclose()
+    await env.fake.aclose()
+
+
+async def three_on_inbox(env: Env) -> tuple[RawClient, RawClient, RawClient, FakeConnection]:
+    a, b, conn = await env.two_on_inbox()
+    c = await env.third(select=True)
+    return a, b, c, conn
+
+
+async def queued_behind_a_status(
+    a: RawClient,
+    conn: FakeConnection,
+    shared: SharedConnection,
+    sends: list[tuple[RawClient, bytes]],
+) -> bytes:
+    """a's STATUS holds the turn while ``sends`` are written; once every one is
+    waiting (the first for the turn, the others merged into it or riding on it),
+    the STATUS is answered. Returns the tag of the STATUS."""
+    await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
+    tag = await hold(conn, b"STATUS")
+    for client, line in sends:
+        await client.send(line)
+    await until(lambda: _waiting(shared) == len(sends))
+    await conn.send(b"* STATUS INBOX (MESSAGES 4)\r\n" + tag + b" OK\r\n")
+    assert (await a.read_response(b"t"))[-1] == b"t OK\r\n"
+    return tag
+
+
+def _waiting(shared: SharedConnection) -> int:
+    """Lanes' commands waiting for the turn: the leads and what merged or rides."""
+    leads = {id(turn): turn for turn in [*shared.merging.values(), *shared.waiting.values()]}
+    return sum(1 + len(turn.riders) for turn in leads.values())
+
+
+def flags_lines(uids: range | tuple[int, ...]) -> bytes:
+    return b"".join(b"* %d FETCH (UID %d FLAGS ())\r\n" % (uid, uid) for uid in uids)
+
+
+async def test_distinct_uid_sets_go_as_one_and_each_gets_its_own(env: Env) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, c, conn = await three_on_inbox(env)
+        shared = env.shared()
+        await queued_behind_a_status(
+            a,
+            conn,
+            shared,
+            [(b, b"f UID FETCH 1:2 (FLAGS)\r\n"), (c, b"g UID FETCH 4 (FLAGS)\r\n")],
+        )
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"FETCH 1:2,4 (FLAGS)"), (name, rest)
+        await conn.send(flags_lines((1, 2, 4)) + tag + b" OK done\r\n")
+        assert await b.read_response(b"f") == [
+            b"* 1 FETCH (UID 1 FLAGS ())\r\n",
+            b"* 2 FETCH (UID 2 FLAGS ())\r\n",
+            b"f OK done\r\n",
+        ]
+        assert await c.read_response(b"g") == [b"* 4 FETCH (UID 4 FLAGS ())\r\n", b"g OK done\r\n"]
+
+
+async def test_a_range_to_star_takes_in_the_others(env: Env) -> None:
+    """``2:*`` and ``3:4``: one ``2:*``; the second session gets 3 and 4 only."""
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, c, conn = await three_on_inbox(env)
+        shared = env.shared()
+        await queued_behind_a_status(
+            a,
+            conn,
+            shared,
+            [(b, b"f UID FETCH 2:* (FLAGS)\r\n"), (c, b"g UID FETCH 3:4 (FLAGS)\r\n")],
+        )
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"FETCH 2:* (FLAGS)"), (name, rest)
+        await conn.send(flags_lines(range(2, 5)) + tag + b" OK done\r\n")
+        assert len(await b.read_response(b"f")) == 4
+        assert await c.read_response(b"g") == [
+            b"* 3 FETCH (UID 3 FLAGS ())\r\n",
+            b"* 4 FETCH (UID 4 FLAGS ())\r\n",
+            b"g OK done\r\n",
+        ]
+
+
+async def test_star_beyond_the_last_uid_is_not_merged(env: Env) -> None:
+    """``9:*`` with 4 the largest UID means the last message (RFC 9051 6.4.8):
+    merged into ``1:*`` it would mean none. It goes on its own."""
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, c, conn = await three_on_inbox(env)
+        shared = env.shared()
+        await queued_behind_a_status(
+            a,
+            conn,
+            shared,
+            [(b, b"f UID FETCH 1:* (FLAGS)\r\n"), (c, b"g UID FETCH 9:* (FLAGS)\r\n")],
+        )
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"FETCH 1:* (FLAGS)"), (name, rest)
+        await conn.send(flags_lines(range(1, 5)) + tag + b" OK\r\n")
+        assert len(await b.read_response(b"f")) == 5
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"FETCH 9:* (FLAGS)"), (name, rest)
+        await conn.send(flags_lines((4,)) + tag + b" OK\r\n")
+        assert await c.read_response(b"g") == [b"* 4 FETCH (UID 4 FLAGS ())\r\n", b"g OK\r\n"]
+
+
+@pytest.mark.parametrize(
+    ("other", "leads"),
+    [(b"RFC822.SIZE", 2), (b"BODY[]", 1)],  # BODY[] sets \Seen: never merged
+)
+async def test_other_items_or_a_fetch_that_sets_seen_go_on_their_own(
+    env: Env, other: bytes, leads: int
+) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, c, conn = await three_on_inbox(env)
+        shared = env.shared()
+        await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
+        status = await hold(conn, b"STATUS")
+        await b.send(b"f UID FETCH 1 (FLAGS)\r\n")
+        await c.send(b"g UID FETCH 2 (" + other + b")\r\n")
+        await until(lambda: shared._wanted == 2)
+        assert len(shared.merging) == leads
+        await conn.send(status + b" OK\r\n")
+        sent = []
+        for _ in range(2):
+            tag, _name, rest = await conn.read_command()
+            sent.append(rest)
+            await conn.send(tag + b" OK\r\n")
+        assert sorted(sent) == sorted([b"FETCH 1 (FLAGS)", b"FETCH 2 (" + other + b")"])
+        for client, tag in ((b, b"f"), (c, b"g")):
+            assert (await client.read_response(tag))[-1] == tag + b" OK\r\n"
+
+
+async def test_fetches_by_number_merge_with_each_other_in_each_numbering(env: Env) -> None:
+    """b has been shown a's expunge of message 2, c has not: their FETCH 2 are
+    different messages (UID 3 for b, UID 2 for c), merged into UID FETCH 2:3,
+    and each gets its own, numbered as it has it."""
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, c, conn = await three_on_inbox(env)
+        shared = env.shared()
+        await b.send(b"n NOOP\r\n")
+        tag = await hold(conn, b"NOOP")
+        await conn.send(b"* 2 EXPUNGE\r\n" + tag + b" OK\r\n")
+        assert await b.read_response(b"n") == [b"* 2 EXPUNGE\r\n", b"n OK\r\n"]
+        await queued_behind_a_status(
+            a,
+            conn,
+            shared,
+            [(b, b"f FETCH 2 (FLAGS)\r\n"), (c, b"g FETCH 2 (FLAGS)\r\n")],
+        )
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"FETCH 2:3 (FLAGS)"), (name, rest)
+        # UID 2 is gone on the server: it answers for UID 3 only (its message 2).
+        await conn.send(b"* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n" + tag + b" OK\r\n")
+        assert await b.read_response(b"f") == [b"* 2 FETCH (UID 3 FLAGS (\\Seen))\r\n", b"f OK\r\n"]
+        # c asked for UID 2 only (its message 2, expunged, not yet shown to it):
+        # no result, as the server answers a FETCH of an expunged message.
+        assert await c.read_response(b"g") == [b"g OK\r\n"]
+
+
+async def test_a_session_gone_while_waiting_still_sends_what_others_merged_in(env: Env) -> None:
+    """b's UID FETCH waits for the turn with c's merged into it when b's session
+    is cancelled (here: by hand, as the proxy's watchdog or shutdown would): the
+    command goes all the same, and c gets its answer."""
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, c, conn = await three_on_inbox(env)
+        shared = env.shared()
+        await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
+        status = await hold(conn, b"STATUS")
+        await b.send(b"f UID FETCH 1 (FLAGS)\r\n")
+        await until(lambda: len(shared.merging) == 1)
+        await c.send(b"g UID FETCH 3 (FLAGS)\r\n")
+        (lead,) = shared.merging.values()
+        await until(lambda: len(lead.riders) == 1)
+        assert env.running is not None
+        (session,) = [s for s in env.running.proxy.sessions if s.upstream is lead.lane]
+        session._cancel()
+        await trio.testing.wait_all_tasks_blocked(0.01)
+        await conn.send(status + b" OK\r\n")
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"FETCH 1,3 (FLAGS)"), (name, rest)
+        await conn.send(flags_lines((1, 3)) + tag + b" OK\r\n")
+        assert await c.read_response(b"g") == [b"* 3 FETCH (UID 3 FLAGS ())\r\n", b"g OK\r\n"]
+        assert (await a.read_response(b"t"))[-1] == b"t OK\r\n"
+        await until(lambda: len(env.running.proxy.sessions) == 2 if env.running else False)
