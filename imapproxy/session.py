@@ -159,11 +159,11 @@ _UNJUDGED_DENY = Deny(text="Not available through this proxy", code="CANNOT")
 _UNTRANSLATABLE = Deny(text="Mailbox name not valid on this server", code="CANNOT")
 _UNMAPPED_KEYWORD = Deny(text="Search by this keyword with SEARCH, not here", code="CANNOT")
 _CANNOT_RENAME = Deny(text="This mailbox cannot be renamed", code="NOPERM")
-#: How a command naming a hidden mailbox is refused: as if it did not exist.
 _UNAVAILABLE = Deny(text="Mail server unavailable, try again later", code="UNAVAILABLE")
 _EXPUNGE_PENDING = Deny(text="Messages were expunged; NOOP, then retry", code="EXPUNGEISSUED")
 #: Commands that select a mailbox (leaving the one selected).
 _SELECTING = frozenset({"SELECT", "EXAMINE"})
+#: How a command naming a hidden mailbox is refused: as if it did not exist.
 _HIDDEN = Deny(text="Mailbox doesn't exist", code="NONEXISTENT")
 #: Commands that act on the selected mailbox: rules see it among their mailboxes.
 _ON_SELECTED = frozenset(
@@ -1513,7 +1513,7 @@ class ClientSession:
                 limit = self.proxy.config.timeouts.upstream_response
                 with trio.move_on_after(limit) as waited:
                     flags, numbering = await self._reselect(
-                        conn, readonly, mailbox.name, view, shown_flags
+                        conn, mailbox, readonly, view, shown_flags
                     )
                 if waited.cancelled_caught:
                     raise UpstreamError("not responding")
@@ -1564,20 +1564,28 @@ class ClientSession:
     async def _reselect(
         self,
         conn: UpstreamConnection,
+        mailbox: SelectedMailbox,
         readonly: bool,
-        name: Mailbox,
         view: list[int],
         shown: Mapping[int, bytes],
     ) -> tuple[list[bytes], list[bytes]]:
-        """Select ``name`` on ``conn`` as the session has it open (``view``: the
+        """Select ``mailbox`` on ``conn`` as the session has it open (``view``: the
         UID of each of its sequence numbers, ``shown``: the flags it was shown).
         Returns the updates that carry the session over: flags that changed
         (numbered as it has them), and those that bring its numbering to the
         connection's (expunges in descending order, then EXISTS)."""
         verb = "EXAMINE" if readonly else "SELECT"
-        done, _ = await conn.simple_command(verb, SelectArgs(name))
+        done, untagged = await conn.simple_command(verb, SelectArgs(mailbox.name))
         if done.name != "OK":
             raise UpstreamError(f"{verb} on the dedicated connection failed")
+        again = SelectedMailbox(mailbox.name, readonly=readonly)
+        for response in [*untagged, done]:
+            again.apply(response)
+        if None not in (again.uidvalidity, mailbox.uidvalidity) and (
+            again.uidvalidity != mailbox.uidvalidity
+        ):
+            # The mailbox was recreated meanwhile: the session's UIDs mean nothing.
+            raise UpstreamError("UIDVALIDITY changed")
         done, untagged = await conn.simple_command("UID SEARCH", SearchArgs(SearchKey("ALL")))
         uids: set[int] = set()
         for response in untagged:

@@ -371,6 +371,20 @@ async def test_a_mailbox_that_cannot_be_selected_again_ends_only_that_session(
         assert (await a.read_response(b"n"))[-1].startswith(b"n OK")
 
 
+async def test_a_mailbox_recreated_before_the_move_ends_the_session(env: Env) -> None:
+    """The mailbox selected again has another UIDVALIDITY (it was deleted and
+    created again): the session's UIDs mean nothing there, so it ends."""
+    with trio.fail_after(TEST_TIMEOUT):
+        _a, b, _conn = await env.two_on_inbox()
+        await b.send(b"u UID FETCH 1 (MODSEQ)\r\n")
+        own = await dedicated_login(env.fake)
+        tag, name, rest = await own.read_command()
+        assert (name, rest) == (b"SELECT", b"INBOX"), (name, rest)
+        await own.send(b"* 4 EXISTS\r\n* OK [UIDVALIDITY 8] ok\r\n" + tag + b" OK done\r\n")
+        assert (await b.read_line()).startswith(b"* BYE")
+        await b.expect_eof()
+
+
 async def test_idle_then_enable_pipelined_moves_after_the_idle_ends(env: Env) -> None:
     """b idles (the shared connection IDLEs upstream for it), then ends its IDLE and
     pipelines ENABLE: the IDLE is answered first, the shared connection stops
