@@ -888,14 +888,17 @@ class SharedConnection:
                 mailbox.apply(response)  # learns the UID
         if uid is None:
             return
-        owners = turn.owners() if turn is not None else []
-        asked = bool(owners) and turn is not None and turn.name in _FETCHING
-        storing = asked and turn is not None and turn.name in ("STORE", "UID STORE")
-        silent = turn is not None and turn.silent
-        if asked and not silent:
-            for owner in owners:
-                if turn is not None and turn.asked(owner, uid):
-                    owner.deliver_fetch(response, uid)
+        # The lanes whose command asked for this message (a FETCH merged from
+        # several asks each for its own; one about another message is news).
+        askers = (
+            [owner for owner in turn.owners() if turn.asked(owner, uid)]
+            if turn is not None and turn.name in _FETCHING
+            else []
+        )
+        storing = bool(askers) and turn is not None and turn.name in ("STORE", "UID STORE")
+        if askers and not (turn is not None and turn.silent):
+            for owner in askers:
+                owner.deliver_fetch(response, uid)
         text = _flags_in(frame)
         if text is None:
             return
@@ -903,12 +906,12 @@ class SharedConnection:
         self.flags[uid] = text
         if before is not None and before != text:
             self.changes += 1
-        if before == text or (asked and not storing and before is None):
+        if before == text or (askers and not storing and before is None):
             # Unchanged, or first seen in a FETCH that asked: nobody had older flags
             # of it from this connection.
             return
         for lane in self.on_mailbox:
-            if asked and lane in owners and turn is not None and turn.asked(lane, uid):
+            if lane in askers:
                 continue  # it has them as its result, or asked not to hear (.SILENT)
             lane.deliver_flags(uid, text)
 
@@ -1413,7 +1416,7 @@ class Lane(InFlight):
             return None
         tag, items, spans = found
         # The client's command name too: when an EXPUNGE may be shown depends on it.
-        key = request.name.encode() + b"\x00" + items.upper()
+        key = request.name.encode() + b"\x00" + items
         lead = shared.merging.get(key)
         if lead is not None and lead.lane is not None and not lead.lane.closed:
             merge = lead.merge

@@ -209,3 +209,27 @@ async def test_a_session_gone_while_waiting_still_sends_what_others_merged_in(en
         assert await c.read_response(b"g") == [b"* 3 FETCH (UID 3 FLAGS ())\r\n", b"g OK\r\n"]
         assert (await a.read_response(b"t"))[-1] == b"t OK\r\n"
         await until(lambda: len(env.running.proxy.sessions) == 2 if env.running else False)
+
+
+async def test_a_flag_change_of_another_message_during_a_uid_fetch_is_news_for_all(
+    env: Env,
+) -> None:
+    """During b's UID FETCH 1 the server reports another connection's change to
+    message 3: not b's result, but news for every session on the mailbox."""
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, c, conn = await three_on_inbox(env)
+        await b.send(b"f UID FETCH 1 (FLAGS)\r\n")
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"FETCH 1 (FLAGS)"), (name, rest)
+        await conn.send(
+            b"* 3 FETCH (UID 3 FLAGS (\\Flagged))\r\n* 1 FETCH (UID 1 FLAGS ())\r\n"
+            + tag
+            + b" OK\r\n"
+        )
+        assert await b.read_response(b"f") == [
+            b"* 3 FETCH (FLAGS (\\Flagged))\r\n",
+            b"* 1 FETCH (UID 1 FLAGS ())\r\n",
+            b"f OK\r\n",
+        ]
+        for client in (a, c):
+            assert await client.read_line() == b"* 3 FETCH (FLAGS (\\Flagged))\r\n"
