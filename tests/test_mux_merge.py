@@ -65,7 +65,22 @@ def flags_lines(uids: range | tuple[int, ...]) -> bytes:
     return b"".join(b"* %d FETCH (UID %d FLAGS ())\r\n" % (uid, uid) for uid in uids)
 
 
-async def test_distinct_uid_sets_go_as_one_and_each_gets_its_own(env: Env) -> None:
+@pytest.mark.parametrize(
+    ("b_set", "c_set", "merged", "b_uids", "c_uids"),
+    [
+        (b"1:2", b"4", b"1:2,4", (1, 2), (4,)),  # distinct sets: their union
+        (b"2:*", b"3:4", b"2:*", (2, 3, 4), (3, 4)),  # a range to * takes in the other
+        (b"3,1", b"2:1", b"1:3", (1, 3), (1, 2)),  # out of order, overlapping
+    ],
+)
+async def test_uid_fetches_go_as_one_and_each_gets_its_own(
+    env: Env,
+    b_set: bytes,
+    c_set: bytes,
+    merged: bytes,
+    b_uids: tuple[int, ...],
+    c_uids: tuple[int, ...],
+) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         a, b, c, conn = await three_on_inbox(env)
         shared = env.shared()
@@ -73,39 +88,18 @@ async def test_distinct_uid_sets_go_as_one_and_each_gets_its_own(env: Env) -> No
             a,
             conn,
             shared,
-            [(b, b"f UID FETCH 1:2 (FLAGS)\r\n"), (c, b"g UID FETCH 4 (FLAGS)\r\n")],
+            [
+                (b, b"f UID FETCH " + b_set + b" (FLAGS)\r\n"),
+                (c, b"g UID FETCH " + c_set + b" (FLAGS)\r\n"),
+            ],
         )
         tag, name, rest = await conn.read_command()
-        assert (name, rest) == (b"UID", b"FETCH 1:2,4 (FLAGS)"), (name, rest)
-        await conn.send(flags_lines((1, 2, 4)) + tag + b" OK done\r\n")
-        assert await b.read_response(b"f") == [
-            b"* 1 FETCH (UID 1 FLAGS ())\r\n",
-            b"* 2 FETCH (UID 2 FLAGS ())\r\n",
-            b"f OK done\r\n",
-        ]
-        assert await c.read_response(b"g") == [b"* 4 FETCH (UID 4 FLAGS ())\r\n", b"g OK done\r\n"]
-
-
-async def test_a_range_to_star_takes_in_the_others(env: Env) -> None:
-    """``2:*`` and ``3:4``: one ``2:*``; the second session gets 3 and 4 only."""
-    with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
-        shared = env.shared()
-        await queued_behind_a_status(
-            a,
-            conn,
-            shared,
-            [(b, b"f UID FETCH 2:* (FLAGS)\r\n"), (c, b"g UID FETCH 3:4 (FLAGS)\r\n")],
-        )
-        tag, name, rest = await conn.read_command()
-        assert (name, rest) == (b"UID", b"FETCH 2:* (FLAGS)"), (name, rest)
-        await conn.send(flags_lines(range(2, 5)) + tag + b" OK done\r\n")
-        assert len(await b.read_response(b"f")) == 4
-        assert await c.read_response(b"g") == [
-            b"* 3 FETCH (UID 3 FLAGS ())\r\n",
-            b"* 4 FETCH (UID 4 FLAGS ())\r\n",
-            b"g OK done\r\n",
-        ]
+        assert (name, rest) == (b"UID", b"FETCH " + merged + b" (FLAGS)"), (name, rest)
+        every = sorted({*b_uids, *c_uids})
+        await conn.send(flags_lines(tuple(every)) + tag + b" OK done\r\n")
+        for client, tag, uids in ((b, b"f", b_uids), (c, b"g", c_uids)):
+            reply = await client.read_response(tag)
+            assert reply == [*flags_lines(uids).splitlines(keepends=True), tag + b" OK done\r\n"]
 
 
 async def test_star_beyond_the_last_uid_is_not_merged(env: Env) -> None:
