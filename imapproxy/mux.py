@@ -136,7 +136,9 @@ _FETCHING = frozenset({"FETCH", "UID FETCH", "STORE", "UID STORE"})
 _NUMBER = re.compile(rb"\* (\d+) ")
 #: A FETCH item that sets \Seen (BODY[...], BINARY[...], RFC822, RFC822.TEXT).
 _SETS_SEEN = re.compile(rb"(?i)[( ](?:BODY|BINARY)\[|[( ]RFC822(?:\.TEXT)?[ )\r]")
-_FLAGS_ITEM = re.compile(rb"[( ]FLAGS \(([^()]*)\)", re.IGNORECASE)
+_FLAGS_ITEM = re.compile(rb"(?<=[( ])FLAGS \(([^()]*)\)", re.IGNORECASE)
+#: What changes the nesting of a response's text: parentheses, quotes, escapes.
+_NESTING = re.compile(rb'[()"\\]')
 #: Response codes of a SELECT's answer kept for the sessions that join it.
 _KEPT_CODES = frozenset({"PERMANENTFLAGS", "MAILBOXID", "UIDNOTSTICKY"})
 #: SEARCH RETURN options whose results are renumbered for a session (others, such
@@ -342,8 +344,8 @@ class _Turn:
     #: Set once its writer is done with the connection: the answer can come
     #: while the writer's last send has not returned yet (the next command waits).
     written: trio.Event = field(default_factory=trio.Event)
-    #: A UID FETCH that others' UID FETCHes of the same items were merged into
-    #: (see :class:`_Merge`): which messages each lane asked for.
+    #: A UID FETCH's set, and those of others' UID FETCHes of the same items
+    #: merged into it (see :class:`_Merge`): which messages each lane asked for.
     merge: _Merge | None = None
 
     def owners(self) -> list[Lane]:
@@ -354,11 +356,12 @@ class _Turn:
             return [self.lane]
         return [self.lane, *(lane for lane, _ in self.riders)]
 
-    def asked(self, lane: Lane, uid: int) -> bool:
-        """Whether ``lane``'s command asked for the message with ``uid`` (every
-        message it fetches, unless others' UID FETCHes were merged into it)."""
+    def asked(self, lane: Lane, uid: int, last: int) -> bool:
+        """Whether ``lane``'s command asked for the message with ``uid``: for a
+        UID FETCH, whether ``uid`` is in its set (another is news, not a result);
+        ``last`` is the UID of the mailbox's last message (what ``*`` means)."""
         merge = self.merge
-        return merge is None or _within(merge.wanted.get(lane, merge.lead), uid)
+        return merge is None or _within(merge.wanted.get(lane, merge.lead), uid, last)
 
     @property
     def may_expunge(self) -> bool:
@@ -403,7 +406,7 @@ def _fetch_spans(raw: bytes, largest: int) -> tuple[bytes, bytes, _Spans] | None
     (None: another form, or a set whose ``*`` could mean a UID below its range:
     ``n:*`` with ``n`` above the largest UID known)."""
     match = _UID_FETCH.fullmatch(raw)
-    if match is None or _SETS_SEEN.search(raw):
+    if match is None or _SETS_SEEN.search(raw) or not _one_list(match.group(3)):
         return None
     try:
         uids = SequenceSet.parse(match.group(2))
@@ -419,6 +422,20 @@ def _fetch_spans(raw: bytes, largest: int) -> tuple[bytes, bytes, _Spans] | None
         else:
             spans.append((min(first, last), max(first, last)))
     return match.group(1), match.group(3), _union([], spans)
+
+
+def _one_list(items: bytes) -> bool:
+    """Whether a FETCH's items are one parenthesised list and nothing else: no
+    modifiers (PARTIAL picks messages by their place in the set), no quoted
+    strings."""
+    if not items.startswith(b"(") or not items.endswith(b")") or b'"' in items:
+        return False
+    depth = 0
+    for special in re.finditer(rb"[()]", items):
+        depth += 1 if special.group() == b"(" else -1
+        if depth == 0:
+            return special.end() == len(items)
+    return False
 
 
 def _span_bytes(span: tuple[int, int | None]) -> bytes:
@@ -441,8 +458,12 @@ def _union(spans: _Spans, more: _Spans) -> _Spans:
     return out
 
 
-def _within(spans: _Spans, uid: int) -> bool:
-    return any(low <= uid and (high is None or uid <= high) for low, high in spans)
+def _within(spans: _Spans, uid: int, last: int) -> bool:
+    """Whether ``uid`` is in ``spans`` when the last message's UID is ``last``:
+    ``n:*`` is ``last:n`` once no UID is ``n`` or above (RFC 9051 section 6.4.8)."""
+    return any(
+        low <= uid <= high if high is not None else uid >= low or uid == last for low, high in spans
+    )
 
 
 class SharedConnection:
@@ -467,6 +488,8 @@ class SharedConnection:
         self.changes = 0
         self._unseen: tuple[int, int | None] | None = None
         self.closed = False
+        #: Set when the connection is lost or logged out (waiters give up).
+        self.gone = trio.Event()
         self.idle_since = trio.current_time()
         self._turn = trio.Semaphore(1)
         self._wanted = 0  # tasks waiting for the turn
@@ -478,6 +501,9 @@ class SharedConnection:
         self._idle_started = trio.Event()
         #: The lanes a streamed response goes to (none: it is dropped).
         self._streaming: list[Lane] = []
+        #: The streamed FETCH response being read: its UID, the lanes that asked
+        #: for it, and the search for its FLAGS item.
+        self._streamed: tuple[int, list[Lane], _FlagsScan] | None = None
         #: Lanes' commands waiting for the turn, by what they send: an identical
         #: one rides along (see Lane._send).
         self.waiting: dict[bytes, _Turn] = {}
@@ -527,6 +553,7 @@ class SharedConnection:
         if self.closed:
             return
         self.closed = True
+        self.gone.set()
         self.mux.forget(self)
         if self.lanes:
             log.warning("shared upstream connection lost", error=reason, sessions=len(self.lanes))
@@ -556,6 +583,7 @@ class SharedConnection:
         if self.closed:
             return
         self.closed = True
+        self.gone.set()
         self.mux.forget(self)
         try:
             with trio.move_on_after(2.0):
@@ -574,6 +602,23 @@ class SharedConnection:
             await self._turn.acquire()
         finally:
             self._wanted -= 1
+
+    async def _acquire_unless_gone(self) -> bool:
+        """:meth:`_acquire`, given up when the connection is lost or after
+        ``upstream_response``; whether the turn was taken."""
+        acquired = False
+        with trio.move_on_after(self.mux.timeouts.upstream_response):
+            async with trio.open_nursery() as nursery:
+
+                async def give_up() -> None:
+                    await self.gone.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(give_up)
+                await self._acquire()
+                acquired = True
+                nursery.cancel_scope.cancel()
+        return acquired
 
     def _release(self) -> None:
         self.current = None
@@ -890,18 +935,28 @@ class SharedConnection:
             return
         # The lanes whose command asked for this message (a FETCH merged from
         # several asks each for its own; one about another message is news).
-        askers = (
-            [owner for owner in turn.owners() if turn.asked(owner, uid)]
-            if turn is not None and turn.name in _FETCHING
-            else []
-        )
-        storing = bool(askers) and turn is not None and turn.name in ("STORE", "UID STORE")
+        askers = self._askers(turn, uid)
         if askers and not (turn is not None and turn.silent):
             for owner in askers:
                 owner.deliver_fetch(response, uid)
         text = _flags_in(frame)
-        if text is None:
-            return
+        if text is not None:
+            self._flags_seen(uid, text, turn, askers)
+
+    def _askers(self, turn: _Turn | None, uid: int) -> list[Lane]:
+        """The lanes whose command asked for the message with ``uid`` (a FETCH
+        merged from several asks each for its own; one about another message is
+        news, not a result)."""
+        if turn is None or turn.name not in _FETCHING:
+            return []
+        uids = self.mailbox.uids if self.mailbox is not None else None
+        last = uids[-1] if uids else 0
+        return [owner for owner in turn.owners() if turn.asked(owner, uid, last)]
+
+    def _flags_seen(self, uid: int, text: bytes, turn: _Turn | None, askers: list[Lane]) -> None:
+        """The server reported ``uid``'s flags: a change goes to every session on
+        the mailbox but those that have it as their command's result."""
+        storing = bool(askers) and turn is not None and turn.name in ("STORE", "UID STORE")
         before = self.flags.get(uid)
         self.flags[uid] = text
         if before is not None and before != text:
@@ -924,29 +979,44 @@ class SharedConnection:
                 for lane in self._streaming:
                     lane.deliver_chunk(data, part.remaining)
             return
+        turn = self.current
         if part.first:
             self._streaming = []
-            turn = self.current
+            self._streamed = None
             owners = turn.owners() if turn is not None else []
             match = _NUMBER.match(part.raw)
             if match is None:  # a result with a large literal (not a FETCH)
                 self._streaming = owners
                 for owner in owners:
                     owner.deliver_part(part)
-            elif turn is not None and turn.name in _FETCHING and not turn.silent:
-                uid = self.mailbox.uid_for(int(match.group(1))) if self.mailbox else None
-                if uid is None:
-                    uid = _uid_in(part.raw)
-                for owner in owners:
-                    lane_seq = owner.seq_for(uid) if uid is not None else None
-                    if lane_seq is not None and uid is not None and turn.asked(owner, uid):
+                return
+            if not part.raw[match.end() :].upper().startswith(b"FETCH"):
+                return
+            uid = self.mailbox.uid_for(int(match.group(1))) if self.mailbox else None
+            if uid is None:
+                uid = _uid_in(part.raw)
+            if uid is None:
+                return
+            askers = self._askers(turn, uid)
+            self._streamed = (uid, askers, _FlagsScan())
+            if turn is not None and not turn.silent:
+                for owner in askers:
+                    lane_seq = owner.seq_for(uid)
+                    if lane_seq is not None:
                         self._streaming.append(owner)
                         owner.deliver_part(_renumbered_part(part, lane_seq))
-            return
-        for lane in self._streaming:
-            lane.deliver_part(part)
+        else:
+            for lane in self._streaming:
+                lane.deliver_part(part)
+        streamed = self._streamed
+        if streamed is not None:  # the FLAGS item may be in any part's text
+            uid, askers, scan = streamed
+            text = scan.feed(part.raw)
+            if text is not None:
+                self._flags_seen(uid, text, turn, askers)
         if part.literal is None:
             self._streaming = []
+            self._streamed = None
 
     async def upstream_flush(self) -> None:
         for lane in self.lanes:
@@ -1345,9 +1415,7 @@ class Lane(InFlight):
                     # merged into) this one: it is sent for them all the same.
                     orphaned = True
                     with trio.CancelScope(shield=True):
-                        with trio.move_on_after(self.mux.timeouts.upstream_response):
-                            await shared._acquire()
-                            acquired = True
+                        acquired = await shared._acquire_unless_gone()
                     if not acquired:
                         raise
                 acquired = True
@@ -1981,11 +2049,56 @@ def fetched_flags(response: Response) -> tuple[int, bytes] | None:
 
 
 def _flags_in(frame: Frame) -> bytes | None:
-    """The FLAGS item of a FETCH response, read from its text before any literal
-    (flags are atoms: no parenthesis inside a list of them)."""
+    """The FLAGS item of a FETCH response, read from its text before any literal."""
     head = frame.raw[: frame.literals[0].announce] if frame.literals else frame.raw
-    found = _FLAGS_ITEM.search(head)
-    return b"(" + b" ".join(found.group(1).split()) + b")" if found is not None else None
+    if _FLAGS_ITEM.search(head) is None:
+        return None
+    return _FlagsScan().feed(head)
+
+
+class _FlagsScan:
+    """Finds the FLAGS item of a FETCH response in its text, fed part by part
+    (literal data left out): only at the top level of the FETCH list, so that a
+    quoted string (a Subject of "FLAGS (\\Deleted)") or a nested list is never
+    taken for it."""
+
+    __slots__ = ("depth", "quoted")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.quoted = False
+
+    def feed(self, text: bytes) -> bytes | None:
+        """The FLAGS item (as ``(...)``, spaced once) if it is in ``text``."""
+        found = None
+        candidates = list(_FLAGS_ITEM.finditer(text))
+        at = 0  # the next candidate
+        skip = -1  # the position of an escaped character
+        for special in _NESTING.finditer(text):
+            pos = special.start()
+            while at < len(candidates) and candidates[at].start() < pos:
+                if found is None and self.depth == 1 and not self.quoted:
+                    found = candidates[at]
+                at += 1
+            if pos == skip:
+                continue
+            char = text[pos]
+            if self.quoted:
+                if char == 0x5C:  # backslash
+                    skip = pos + 1
+                elif char == 0x22:
+                    self.quoted = False
+            elif char == 0x22:
+                self.quoted = True
+            elif char == 0x28:
+                self.depth += 1
+            elif char == 0x29:
+                self.depth -= 1
+        if found is None and at < len(candidates) and self.depth == 1 and not self.quoted:
+            found = candidates[at]
+        if found is None:
+            return None
+        return b"(" + b" ".join(found.group(1).split()) + b")"
 
 
 def _uid_in(raw: bytes) -> int | None:

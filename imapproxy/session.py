@@ -163,6 +163,9 @@ _UNAVAILABLE = Deny(text="Mail server unavailable, try again later", code="UNAVA
 _EXPUNGE_PENDING = Deny(text="Messages were expunged; NOOP, then retry", code="EXPUNGEISSUED")
 #: Commands that select a mailbox (leaving the one selected).
 _SELECTING = frozenset({"SELECT", "EXAMINE"})
+#: Above this many ranges, a UID set the proxy sends is ``1:*`` instead (a command
+#: line well within the 8,000 octets servers accept, RFC 7162 section 4).
+_RANGES_IN_A_COMMAND = 200
 #: How a command naming a hidden mailbox is refused: as if it did not exist.
 _HIDDEN = Deny(text="Mailbox doesn't exist", code="NONEXISTENT")
 #: Commands that act on the selected mailbox: rules see it among their mailboxes.
@@ -1586,40 +1589,53 @@ class ClientSession:
         ):
             # The mailbox was recreated meanwhile: the session's UIDs mean nothing.
             raise UpstreamError("UIDVALIDITY changed")
+        # The new connection's numbering, followed through everything it says
+        # (an EXPUNGE or EXISTS may come with any of these commands).
         done, untagged = await conn.simple_command("UID SEARCH", SearchArgs(SearchKey("ALL")))
-        uids: set[int] = set()
-        for response in untagged:
-            with contextlib.suppress(ParseError):
-                data = response.data
-                if isinstance(data, SearchData):
-                    uids.update(data.numbers)
         if done.name != "OK":
             raise UpstreamError("UID SEARCH on the dedicated connection failed")
-        kept = [uid for uid in view if uid in uids]
+        for response in untagged:
+            try:
+                data = response.data if response.name == "SEARCH" else None
+            except ParseError:
+                data = None
+            if isinstance(data, SearchData):
+                again.learn_uids(list(data.numbers))
+            else:
+                again.apply(response)
+        present = set(again.uids or ())
+        kept = [uid for uid in view if uid in present]
         flags: list[bytes] = []
         if kept:
             # Changes the shared connection had not reported: the server never
             # reports them on a connection selected after them.
+            wanted = SequenceSet.from_numbers(kept)
+            if len(wanted.ranges) > _RANGES_IN_A_COMMAND:
+                wanted = SequenceSet.parse(b"1:*")  # a short command line
             done, untagged = await conn.simple_command(
-                "UID FETCH", FetchArgs(SequenceSet.from_numbers(kept), (FetchItem("FLAGS"),))
+                "UID FETCH", FetchArgs(wanted, (FetchItem("FLAGS"),))
             )
             if done.name != "OK":
                 raise UpstreamError("UID FETCH on the dedicated connection failed")
             now = {}
             for response in untagged:
+                again.apply(response)
                 if response.name == "FETCH" and (found := fetched_flags(response)):
                     now[found[0]] = found[1]
             for seq, uid in enumerate(view, 1):
                 text = now.get(uid)
                 if text is not None and shown.get(uid) != text:
                     flags.append(b"* %d FETCH (FLAGS %s)\r\n" % (seq, text))
+        if again.uids is None:
+            raise UpstreamError("the mailbox is too large to carry the session over")
+        present = {uid for uid in again.uids if uid}  # 0: new, its UID not yet known
         numbering = [
             b"* %d EXPUNGE\r\n" % seq
             for seq in range(len(view), 0, -1)
-            if view[seq - 1] not in uids
+            if view[seq - 1] not in present
         ]
-        if len(uids) != len(kept):
-            numbering.append(b"* %d EXISTS\r\n" % len(uids))
+        if len(again.uids) != sum(uid in present for uid in view):
+            numbering.append(b"* %d EXISTS\r\n" % len(again.uids))
         return flags, numbering
 
     def _fetch_cache(

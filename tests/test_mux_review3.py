@@ -72,16 +72,6 @@ def sessions(env: Env) -> int:
 # -- n:* means "from n to the last message", whatever n ----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: mux.py Lane._merging sets turn.merge on every mergeable UID FETCH, so "
-        "_Turn.asked filters even an unmerged one through _within(lead spans); n:* is "
-        "taken as 'UIDs >= n', but when the last messages are expunged before the "
-        "server runs it, n:* means the last message (RFC 9051 6.4.9): that result is "
-        "not the session's (_fetch shows it only as news, FLAGS without UID)"
-    ),
-)
 async def test_a_uid_fetch_to_star_gets_the_last_message_when_n_is_above_it(env: Env) -> None:
     """b's ``UID FETCH 3:*`` (3 <= 4, the largest UID known): messages 3 and 4 are
     expunged as the server runs it, so ``3:*`` is ``2:3`` -- the server answers
@@ -100,15 +90,6 @@ async def test_a_uid_fetch_to_star_gets_the_last_message_when_n_is_above_it(env:
         assert b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n" in reply, reply
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: mux.py Lane._merging/_fetch_spans check 'n:* with n above the largest "
-        "UID' when the UID FETCH is merged, not when the merged command goes: the last "
-        "messages expunged meanwhile, the rider's n:* means the last message, which "
-        "_Turn.asked (_within) keeps from it"
-    ),
-)
 async def test_a_merged_range_to_star_still_means_the_last_message(env: Env) -> None:
     """c's ``UID FETCH 3:*`` merges into b's ``UID FETCH 1`` while a's STATUS holds
     the turn; during the STATUS messages 3 and 4 are expunged. The merged command
@@ -153,14 +134,6 @@ async def answer_first_of_set(conn: FakeConnection) -> None:
     await conn.send(b"* %d FETCH (UID %d FLAGS ())\r\n%s OK\r\n" % (first, first, tag))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: mux.py _fetch_spans/_Merge key UID FETCHes by the text after the set, "
-        "FETCH modifiers included: two with (PARTIAL 1:1) (RFC 9394, results by position "
-        "in the set) merge, and the union's first message is not the rider's"
-    ),
-)
 async def test_uid_fetches_with_partial_are_not_merged(env: Env) -> None:
     """b asks for the first message of UIDs 1:2, c for the first of 3:4 (PARTIAL
     1:1): c's answer is UID 3, as it would be on a connection of its own."""
@@ -235,15 +208,6 @@ async def test_a_merged_owner_hears_of_changed_flags_it_did_not_ask_for(env: Env
         ], reply
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: mux.py SharedConnection.upstream_part: a FETCH response whose literal "
-        "streams (over 64 KiB) is never looked at for FLAGS (nor recorded in "
-        "SharedConnection.flags): a change of flags the server reports in it (once, on "
-        "this connection) never reaches the other sessions on the mailbox"
-    ),
-)
 async def test_flags_changed_in_a_streamed_fetch_reach_the_other_sessions(env: Env) -> None:
     size = 70 * 1024  # streamed, not framed whole
     with trio.fail_after(TEST_TIMEOUT):
@@ -284,14 +248,6 @@ async def patient(nursery: trio.Nursery, tmp_path: Path, proxy_tls: ProxyTls) ->
     await env.fake.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: mux.py Lane._send, orphan path: the shielded _acquire waits out "
-        "upstream_response even after the shared connection is lost (the turn's holder "
-        "never releases it then), so the cancelled session lingers that long"
-    ),
-)
 async def test_a_cancelled_session_whose_connection_is_lost_ends_at_once(
     patient: Env,
 ) -> None:
@@ -318,29 +274,14 @@ async def test_a_cancelled_session_whose_connection_is_lost_ends_at_once(
         await conn.aclose()
         assert (await a.read_line()).startswith(b"* BYE")
         assert (await c.read_line()).startswith(b"* BYE")
-        with trio.move_on_after(3):
-            await until(lambda: sessions(env) == 0)
-        lingering = sessions(env)
-        if lingering:
-            # The test's cleanup: the turn a's lost STATUS holds is let go, or the
-            # proxy's nursery would wait out upstream_response.
-            shared._release()
-            await until(lambda: sessions(env) == 0)
-        assert lingering == 0, "b's session still waits for a turn that cannot come"
+        # Not upstream_response later: b's session stops waiting for a turn that
+        # cannot come.
+        await until(lambda: sessions(env) == 0)
 
 
 # -- moving to a dedicated connection ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "review: session.py _reselect drops the untagged responses of its UID FETCH "
-        "(FLAGS) (simple_command): an EXPUNGE the server sends during it (allowed for "
-        "UID FETCH) never reaches the session, whose numbering then differs from the "
-        "dedicated connection's (its FETCH n goes upstream as is)"
-    ),
-)
 async def test_an_expunge_during_the_flags_fetch_of_the_move_is_shown(env: Env) -> None:
     """b moves (UID FETCH ... MODSEQ). On its new connection INBOX has 1..4 when
     selected and searched; message 2 is expunged as the proxy fetches the flags. b
@@ -373,3 +314,43 @@ async def test_an_expunge_during_the_flags_fetch_of_the_move_is_shown(env: Env) 
         await own.send(tag + b" OK\r\n")
         seen += await b.read_response(b"n")
         assert b"* 2 EXPUNGE\r\n" in seen, seen
+
+
+# -- the FLAGS item is the FETCH list's own ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        # A Subject that looks like a FLAGS item: a quoted string.
+        b'UID 2 ENVELOPE (NIL "FLAGS (\\\\Deleted)" NIL NIL NIL NIL NIL NIL NIL NIL)',
+        # An escaped quote does not end the string.
+        b'UID 2 ENVELOPE (NIL "a \\" FLAGS (\\\\Deleted)" NIL NIL NIL NIL NIL NIL NIL NIL)',
+        # A nested list.
+        b"UID 2 X-ITEM (FLAGS (\\Deleted))",
+    ],
+)
+async def test_flags_inside_another_item_are_not_taken_for_the_message_flags(
+    env: Env, items: bytes
+) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, c, conn = await three_on_inbox(env)
+        await b.send(b"f UID FETCH 2 (FLAGS)\r\n")
+        tag, _name, _rest = await conn.read_command()
+        await conn.send(b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n" + tag + b" OK\r\n")
+        assert len(await b.read_response(b"f")) == 2
+        # Then the server reports something of message 2 that is not its flags.
+        await b.send(b"e UID FETCH 2 (ENVELOPE)\r\n")
+        tag, _name, _rest = await conn.read_command()
+        await conn.send(b"* 2 FETCH (" + items + b")\r\n" + tag + b" OK\r\n")
+        assert (await b.read_response(b"e"))[-1] == b"e OK\r\n"
+        assert env.shared().flags[2] == b"(\\Seen)"
+        # a and c heard nothing of message 2: their next line is their NOOP's.
+        await a.send(b"n NOOP\r\n")
+        tag = await hold(conn, b"NOOP")
+        await c.send(b"n NOOP\r\n")
+        shared = env.shared()
+        await until(lambda: shared.current is not None and len(shared.current.riders) == 1)
+        await conn.send(tag + b" OK\r\n")
+        for client in (a, c):
+            assert (await client.read_response(b"n"))[0].startswith(b"n OK"), client
