@@ -374,6 +374,10 @@ class _Turn:
 _Spans = list[tuple[int, int | None]]
 #: At most this many ranges in a merged UID FETCH's set.
 _MERGED_RANGES = 64
+#: The sections of BODY.PEEK[...] and BINARY.PEEK[...] items.
+_PEEKED = re.compile(rb"(?:BODY|BINARY)\.PEEK\[([^\]]*)\]", re.IGNORECASE)
+#: Sections whose data is a header's, small whatever the message's size.
+_SMALL_SECTION = re.compile(rb"(?:[0-9]+\.)*(?:HEADER(?:\.FIELDS(?:\.NOT)? .*)?|MIME)", re.I | re.S)
 _UID_FETCH = re.compile(rb"(\S+) UID FETCH ([0-9:*,]+) (.+)\r\n", re.IGNORECASE | re.DOTALL)
 
 
@@ -408,6 +412,8 @@ def _fetch_spans(raw: bytes, largest: int) -> tuple[bytes, bytes, _Spans] | None
     match = _UID_FETCH.fullmatch(raw)
     if match is None or _SETS_SEEN.search(raw) or not _one_list(match.group(3)):
         return None
+    if any(not _SMALL_SECTION.fullmatch(section) for section in _PEEKED.findall(raw)):
+        return None  # bodies: a small fetch merged into a big one would wait for it all
     try:
         uids = SequenceSet.parse(match.group(2))
     except ValueError:

@@ -227,3 +227,30 @@ async def test_a_flag_change_of_another_message_during_a_uid_fetch_is_news_for_a
         ]
         for client in (a, c):
             assert await client.read_line() == b"* 3 FETCH (FLAGS (\\Flagged))\r\n"
+
+
+@pytest.mark.parametrize(
+    "items",
+    [b"(BODY.PEEK[])", b"(BODY.PEEK[TEXT])", b"(BINARY.PEEK[1])", b"(FLAGS) (PARTIAL 1:1)"],
+)
+async def test_bodies_and_modifiers_are_not_merged(env: Env, items: bytes) -> None:
+    """Bodies: a small fetch merged into a big one would wait for all of it.
+    Modifiers (PARTIAL): their results depend on the set as a whole."""
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, c, conn = await three_on_inbox(env)
+        shared = env.shared()
+        await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
+        status = await hold(conn, b"STATUS")
+        await b.send(b"f UID FETCH 1 " + items + b"\r\n")
+        await c.send(b"g UID FETCH 2 " + items + b"\r\n")
+        await until(lambda: shared._wanted == 2)
+        assert not shared.merging
+        await conn.send(status + b" OK\r\n")
+        sent = []
+        for _ in range(2):
+            tag, _name, rest = await conn.read_command()
+            sent.append(rest)
+            await conn.send(tag + b" OK\r\n")
+        assert sorted(sent) == [b"FETCH 1 " + items, b"FETCH 2 " + items]
+        for client, tag in ((b, b"f"), (c, b"g")):
+            assert (await client.read_response(tag))[-1] == tag + b" OK\r\n"
