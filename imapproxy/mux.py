@@ -345,7 +345,8 @@ class _Turn:
     #: while the writer's last send has not returned yet (the next command waits).
     written: trio.Event = field(default_factory=trio.Event)
     #: A UID FETCH's set, and those of others' UID FETCHes of the same items
-    #: merged into it (see :class:`_Merge`): which messages each lane asked for.
+    #: merged into it (see :class:`_Merge`): which messages each lane asked for
+    #: (SharedConnection._askers).
     merge: _Merge | None = None
 
     def owners(self) -> list[Lane]:
@@ -355,13 +356,6 @@ class _Turn:
         if not self.riders:
             return [self.lane]
         return [self.lane, *(lane for lane, _ in self.riders)]
-
-    def asked(self, lane: Lane, uid: int, last: int) -> bool:
-        """Whether ``lane``'s command asked for the message with ``uid``: for a
-        UID FETCH, whether ``uid`` is in its set (another is news, not a result);
-        ``last`` is the UID of the mailbox's last message (what ``*`` means)."""
-        merge = self.merge
-        return merge is None or _within(merge.wanted.get(lane, merge.lead), uid, last)
 
     @property
     def may_expunge(self) -> bool:
@@ -467,9 +461,13 @@ def _union(spans: _Spans, more: _Spans) -> _Spans:
 def _within(spans: _Spans, uid: int, last: int) -> bool:
     """Whether ``uid`` is in ``spans`` when the last message's UID is ``last``:
     ``n:*`` is ``last:n`` once no UID is ``n`` or above (RFC 9051 section 6.4.8)."""
-    return any(
-        low <= uid <= high if high is not None else uid >= low or uid == last for low, high in spans
-    )
+    for low, high in spans:  # a loop, not any(): once per message and session
+        if high is None:
+            if uid >= low or uid == last:
+                return True
+        elif low <= uid <= high:
+            return True
+    return False
 
 
 class SharedConnection:
@@ -955,9 +953,13 @@ class SharedConnection:
         news, not a result)."""
         if turn is None or turn.name not in _FETCHING:
             return []
+        merge = turn.merge
+        if merge is None:
+            return turn.owners()
         uids = self.mailbox.uids if self.mailbox is not None else None
         last = uids[-1] if uids else 0
-        return [owner for owner in turn.owners() if turn.asked(owner, uid, last)]
+        wanted, lead = merge.wanted, merge.lead
+        return [owner for owner in turn.owners() if _within(wanted.get(owner, lead), uid, last)]
 
     def _flags_seen(self, uid: int, text: bytes, turn: _Turn | None, askers: list[Lane]) -> None:
         """The server reported ``uid``'s flags: a change goes to every session on
