@@ -1086,6 +1086,14 @@ class SharedConnection:
                 await conn.aclose()
             raise UpstreamError("upstream not reading")
 
+    async def submit_held(self, turn: _Turn, segments: list[_Segment]) -> None:
+        """:meth:`submit`; the turn is released when the command cannot go."""
+        try:
+            await self.submit(turn, segments)
+        except BaseException:
+            self._release()
+            raise
+
     async def _write(self, upstream: Request, segments: list[_Segment]) -> None:
         conn = self.conn
         for segment in segments:
@@ -1449,11 +1457,7 @@ class Lane(InFlight):
                 self.refuse(request, _EXPUNGE_ISSUED)
                 _abandon(turn)
                 return
-            try:
-                await shared.submit(turn, segments)
-            except BaseException:
-                shared._release()
-                raise
+            await shared.submit_held(turn, segments)
         finally:
             for segment in segments:
                 segment.close()
@@ -1466,11 +1470,7 @@ class Lane(InFlight):
             shared._release()
             _abandon(turn)
             return
-        try:
-            await shared.submit(turn, segments)
-        except BaseException:
-            shared._release()
-            raise
+        await shared.submit_held(turn, segments)
 
     def _merging(self, turn: _Turn, segments: list[_Segment]) -> bytes | Literal[False] | None:
         """Merge a UID FETCH into a waiting one of the same items (False), or make
@@ -1554,11 +1554,7 @@ class Lane(InFlight):
             if self.closed or target.closed:
                 target._release()
                 raise UpstreamError("upstream connection lost")
-            try:
-                await target.submit(turn, segments)
-            except BaseException:
-                target._release()
-                raise
+            await target.submit_held(turn, segments)
             return
         self.complete(request, _status(request.tag, "NO", "Mailbox busy, try again", "INUSE"))
 

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 from fake_upstream import FakeConnection, RawClient
-from test_mux_review import Env, hold, until
+from mux_harness import Env, hold, lead_cancelled, started, until, waiting
 
 from imapproxy.mux import SharedConnection
 from imapproxy.testing.proxy import ProxyTls
@@ -22,18 +22,8 @@ TEST_TIMEOUT = 20
 
 @pytest.fixture
 async def env(nursery: trio.Nursery, tmp_path: Path, proxy_tls: ProxyTls) -> AsyncIterator[Env]:
-    env = Env(nursery, tmp_path, proxy_tls)
-    await env.start()
-    yield env
-    for client in env.clients:
-        await client.aclose()
-    await env.fake.aclose()
-
-
-async def three_on_inbox(env: Env) -> tuple[RawClient, RawClient, RawClient, FakeConnection]:
-    a, b, conn = await env.two_on_inbox()
-    c = await env.third(select=True)
-    return a, b, c, conn
+    async with started(nursery, tmp_path, proxy_tls) as env:
+        yield env
 
 
 async def queued_behind_a_status(
@@ -49,16 +39,10 @@ async def queued_behind_a_status(
     tag = await hold(conn, b"STATUS")
     for client, line in sends:
         await client.send(line)
-    await until(lambda: _waiting(shared) == len(sends))
+    await until(lambda: waiting(shared) == len(sends))
     await conn.send(b"* STATUS INBOX (MESSAGES 4)\r\n" + tag + b" OK\r\n")
     assert (await a.read_response(b"t"))[-1] == b"t OK\r\n"
     return tag
-
-
-def _waiting(shared: SharedConnection) -> int:
-    """Lanes' commands waiting for the turn: the leads and what merged or rides."""
-    leads = {id(turn): turn for turn in [*shared.merging.values(), *shared.waiting.values()]}
-    return sum(1 + len(turn.riders) for turn in leads.values())
 
 
 def flags_lines(uids: range | tuple[int, ...]) -> bytes:
@@ -82,7 +66,7 @@ async def test_uid_fetches_go_as_one_and_each_gets_its_own(
     c_uids: tuple[int, ...],
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
+        a, b, c, conn = await env.three_on_inbox()
         shared = env.shared()
         await queued_behind_a_status(
             a,
@@ -106,7 +90,7 @@ async def test_star_beyond_the_last_uid_is_not_merged(env: Env) -> None:
     """``9:*`` with 4 the largest UID means the last message (RFC 9051 6.4.8):
     merged into ``1:*`` it would mean none. It goes on its own."""
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
+        a, b, c, conn = await env.three_on_inbox()
         shared = env.shared()
         await queued_behind_a_status(
             a,
@@ -125,19 +109,28 @@ async def test_star_beyond_the_last_uid_is_not_merged(env: Env) -> None:
 
 
 @pytest.mark.parametrize(
-    ("other", "leads"),
-    [(b"RFC822.SIZE", 2), (b"BODY[]", 1)],  # BODY[] sets \Seen: never merged
+    ("b_items", "c_items", "leads"),
+    [
+        (b"(FLAGS)", b"(RFC822.SIZE)", 2),  # other items: a lead each
+        (b"(FLAGS)", b"(BODY[])", 1),  # BODY[] sets \Seen: never merged
+        # Bodies: a small fetch merged into a big one would wait for all of it.
+        (b"(BODY.PEEK[])", b"(BODY.PEEK[])", 0),
+        (b"(BODY.PEEK[TEXT])", b"(BODY.PEEK[TEXT])", 0),
+        (b"(BINARY.PEEK[1])", b"(BINARY.PEEK[1])", 0),
+        # Modifiers (PARTIAL): their results depend on the set as a whole.
+        (b"(FLAGS) (PARTIAL 1:1)", b"(FLAGS) (PARTIAL 1:1)", 0),
+    ],
 )
-async def test_other_items_or_a_fetch_that_sets_seen_go_on_their_own(
-    env: Env, other: bytes, leads: int
+async def test_what_is_not_merged_goes_on_its_own(
+    env: Env, b_items: bytes, c_items: bytes, leads: int
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
+        a, b, c, conn = await env.three_on_inbox()
         shared = env.shared()
         await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
         status = await hold(conn, b"STATUS")
-        await b.send(b"f UID FETCH 1 (FLAGS)\r\n")
-        await c.send(b"g UID FETCH 2 (" + other + b")\r\n")
+        await b.send(b"f UID FETCH 1 " + b_items + b"\r\n")
+        await c.send(b"g UID FETCH 2 " + c_items + b"\r\n")
         await until(lambda: shared._wanted == 2)
         assert len(shared.merging) == leads
         await conn.send(status + b" OK\r\n")
@@ -146,7 +139,7 @@ async def test_other_items_or_a_fetch_that_sets_seen_go_on_their_own(
             tag, _name, rest = await conn.read_command()
             sent.append(rest)
             await conn.send(tag + b" OK\r\n")
-        assert sorted(sent) == sorted([b"FETCH 1 (FLAGS)", b"FETCH 2 (" + other + b")"])
+        assert sorted(sent) == [b"FETCH 1 " + b_items, b"FETCH 2 " + c_items]
         for client, tag in ((b, b"f"), (c, b"g")):
             assert (await client.read_response(tag))[-1] == tag + b" OK\r\n"
 
@@ -156,7 +149,7 @@ async def test_fetches_by_number_merge_with_each_other_in_each_numbering(env: En
     different messages (UID 3 for b, UID 2 for c), merged into UID FETCH 2:3,
     and each gets its own, numbered as it has it."""
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
+        a, b, c, conn = await env.three_on_inbox()
         shared = env.shared()
         await b.send(b"n NOOP\r\n")
         tag = await hold(conn, b"NOOP")
@@ -183,19 +176,7 @@ async def test_a_session_gone_while_waiting_still_sends_what_others_merged_in(en
     is cancelled (here: by hand, as the proxy's watchdog or shutdown would): the
     command goes all the same, and c gets its answer."""
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
-        shared = env.shared()
-        await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
-        status = await hold(conn, b"STATUS")
-        await b.send(b"f UID FETCH 1 (FLAGS)\r\n")
-        await until(lambda: len(shared.merging) == 1)
-        await c.send(b"g UID FETCH 3 (FLAGS)\r\n")
-        (lead,) = shared.merging.values()
-        await until(lambda: len(lead.riders) == 1)
-        assert env.running is not None
-        (session,) = [s for s in env.running.proxy.sessions if s.upstream is lead.lane]
-        session._cancel()
-        await trio.testing.wait_all_tasks_blocked(0.01)
+        a, c, conn, status = await lead_cancelled(env)
         await conn.send(status + b" OK\r\n")
         tag, name, rest = await conn.read_command()
         assert (name, rest) == (b"UID", b"FETCH 1,3 (FLAGS)"), (name, rest)
@@ -211,7 +192,7 @@ async def test_a_flag_change_of_another_message_during_a_uid_fetch_is_news_for_a
     """During b's UID FETCH 1 the server reports another connection's change to
     message 3: not b's result, but news for every session on the mailbox."""
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
+        a, b, c, conn = await env.three_on_inbox()
         await b.send(b"f UID FETCH 1 (FLAGS)\r\n")
         tag, name, rest = await conn.read_command()
         assert (name, rest) == (b"UID", b"FETCH 1 (FLAGS)"), (name, rest)
@@ -227,30 +208,3 @@ async def test_a_flag_change_of_another_message_during_a_uid_fetch_is_news_for_a
         ]
         for client in (a, c):
             assert await client.read_line() == b"* 3 FETCH (FLAGS (\\Flagged))\r\n"
-
-
-@pytest.mark.parametrize(
-    "items",
-    [b"(BODY.PEEK[])", b"(BODY.PEEK[TEXT])", b"(BINARY.PEEK[1])", b"(FLAGS) (PARTIAL 1:1)"],
-)
-async def test_bodies_and_modifiers_are_not_merged(env: Env, items: bytes) -> None:
-    """Bodies: a small fetch merged into a big one would wait for all of it.
-    Modifiers (PARTIAL): their results depend on the set as a whole."""
-    with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
-        shared = env.shared()
-        await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
-        status = await hold(conn, b"STATUS")
-        await b.send(b"f UID FETCH 1 " + items + b"\r\n")
-        await c.send(b"g UID FETCH 2 " + items + b"\r\n")
-        await until(lambda: shared._wanted == 2)
-        assert not shared.merging
-        await conn.send(status + b" OK\r\n")
-        sent = []
-        for _ in range(2):
-            tag, _name, rest = await conn.read_command()
-            sent.append(rest)
-            await conn.send(tag + b" OK\r\n")
-        assert sorted(sent) == [b"FETCH 1 " + items, b"FETCH 2 " + items]
-        for client, tag in ((b, b"f"), (c, b"g")):
-            assert (await client.read_response(tag))[-1] == tag + b" OK\r\n"

@@ -4,121 +4,24 @@ the server so that the order of events is the test's."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
-from conftest import RunningProxy, start_proxy
-from fake_upstream import FakeConnection, FakeUpstream, RawClient, login
+from fake_upstream import login
+from mux_harness import CAPS, Env, answer_select, hold, started, until
 
-from imapproxy.mux import SharedConnection
 from imapproxy.testing.proxy import ProxyTls
 
 TEST_TIMEOUT = 20
-SHARING = {"enabled": True, "max_sessions_per_connection": 10, "max_connections_per_user": 3}
-CAPS = "IMAP4rev1 SASL-IR AUTH=PLAIN ID IDLE UIDPLUS MOVE LITERAL+"
-
-
-class Env:
-    def __init__(self, nursery: trio.Nursery, tmp_path: Path, tls: ProxyTls) -> None:
-        self.nursery, self.tmp_path, self.tls = nursery, tmp_path, tls
-        self.fake = FakeUpstream()
-        self.clients: list[RawClient] = []
-        self.running: RunningProxy | None = None
-
-    async def start(self, upstream_response: float = 10) -> None:
-        await self.nursery.start(self.fake.serve)
-        self.running = await start_proxy(
-            self.nursery,
-            self.tmp_path / "proxy",
-            self.tls,
-            [self.fake.table(self.tmp_path)],
-            multiplex=SHARING,
-            timeouts={"upstream_response": upstream_response},
-        )
-
-    async def client(self) -> RawClient:
-        assert self.running is not None
-        client = await RawClient.connect(self.running.implicit_port, self.running.ssl_context())
-        self.clients.append(client)
-        return client
-
-    def shared(self) -> SharedConnection:
-        assert self.running is not None
-        assert self.running.proxy.mux is not None
-        conns = [c for g in self.running.proxy.mux.groups.values() for c in g.conns]
-        assert len(conns) == 1, conns
-        return conns[0]
-
-    async def two_on_inbox(self) -> tuple[RawClient, RawClient, FakeConnection]:
-        """Sessions a and b logged in as one user, both with INBOX (UIDs 1..4)
-        selected on the one shared connection."""
-        a = await self.client()
-        conn = await login(a, self.fake, caps=CAPS)
-        b = await self.client()
-        await b.send(b"L LOGIN user pass\r\n")
-        assert (await b.read_line()).startswith(b"L OK")
-        await a.send(b"s SELECT INBOX\r\n")
-        await answer_select(conn)
-        await a.read_response(b"s")
-        await b.send(b"s SELECT INBOX\r\n")
-        await answer_status(conn)  # a session joins: UIDNEXT brought up to date
-        reply = await b.read_response(b"s")
-        assert reply[-1].startswith(b"s OK"), reply
-        return a, b, conn
-
-    async def third(self, select: bool = False) -> RawClient:
-        """Another session of the user (on the shared connection), INBOX joined."""
-        c = await self.client()
-        await c.send(b"L LOGIN user pass\r\n")
-        assert (await c.read_line()).startswith(b"L OK")
-        if select:
-            reply = await c.command(b"s", b"SELECT INBOX")
-            assert reply[-1].startswith(b"s OK"), reply
-        return c
-
-
-async def answer_select(conn: FakeConnection, uids: tuple[int, ...] = (1, 2, 3, 4)) -> None:
-    tag, name, rest = await conn.read_command()
-    assert name in (b"SELECT", b"EXAMINE"), (name, rest)
-    await conn.send(
-        b"* %d EXISTS\r\n* FLAGS (\\Seen \\Deleted)\r\n* OK [UIDVALIDITY 7] ok\r\n"
-        b"* OK [UIDNEXT %d] ok\r\n%s OK [READ-WRITE] done\r\n" % (len(uids), max(uids) + 1, tag)
-    )
-    tag, name, rest = await conn.read_command()
-    assert (name, rest) == (b"UID", b"SEARCH ALL"), (name, rest)
-    await conn.send(b"* SEARCH " + b" ".join(b"%d" % u for u in uids) + b"\r\n" + tag + b" OK\r\n")
-
-
-async def answer_status(conn: FakeConnection, uidnext: int = 5) -> None:
-    tag, name, rest = await conn.read_command()
-    assert (name, rest) == (b"STATUS", b"INBOX (UIDNEXT)"), (name, rest)
-    await conn.send(b"* STATUS INBOX (UIDNEXT %d)\r\n%s OK done\r\n" % (uidnext, tag))
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait (under the test's deadline) until the proxy's state says ``condition``."""
-    while not condition():
-        await trio.testing.wait_all_tasks_blocked(0.01)
 
 
 @pytest.fixture
 async def env(nursery: trio.Nursery, tmp_path: Path, proxy_tls: ProxyTls) -> AsyncIterator[Env]:
-    env = Env(nursery, tmp_path, proxy_tls)
-    await env.start()
-    yield env
-    for client in env.clients:
-        await client.aclose()
-    await env.fake.aclose()
-
-
-async def hold(conn: FakeConnection, name: bytes) -> bytes:
-    """The next command upstream is ``name``: left unanswered (the turn is held)."""
-    tag, got, rest = await conn.read_command()
-    assert got == name, (got, rest)
-    return tag
+    async with started(nursery, tmp_path, proxy_tls) as env:
+        yield env
 
 
 async def test_pipelined_select_then_fetch(env: Env) -> None:

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 from conftest import start_proxy
 from fake_upstream import FakeConnection, FakeUpstream, RawClient, login
-from test_mux_review import CAPS, SHARING, Env, answer_status, hold, until
+from mux_harness import CAPS, SHARING, Env, answer_status, hold, sessions, started, until
 
 import imapproxy.logs
 from imapproxy.mux import SharedConnection
@@ -28,17 +28,8 @@ TEST_TIMEOUT = 20
 
 @pytest.fixture
 async def env(nursery: trio.Nursery, tmp_path: Path, proxy_tls: ProxyTls) -> AsyncIterator[Env]:
-    env = Env(nursery, tmp_path, proxy_tls)
-    await env.start()
-    yield env
-    for client in env.clients:
-        await client.aclose()
-    await env.fake.aclose()
-
-
-def sessions(env: Env) -> int:
-    assert env.running is not None
-    return len(env.running.proxy.sessions)
+    async with started(nursery, tmp_path, proxy_tls) as env:
+        yield env
 
 
 def all_conns(env: Env) -> list[SharedConnection]:

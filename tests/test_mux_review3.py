@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from fake_upstream import FakeConnection, RawClient, login
-from test_mux_review import CAPS, Env, answer_select, answer_status, hold, until
+from fake_upstream import FakeConnection
+from mux_harness import CAPS, Env, hold, lead_cancelled, sessions, started, until, waiting
 
-from imapproxy.mux import SharedConnection
 from imapproxy.testing.proxy import ProxyTls
 
 TEST_TIMEOUT = 20
@@ -25,48 +24,8 @@ TEST_TIMEOUT = 20
 
 @pytest.fixture
 async def env(nursery: trio.Nursery, tmp_path: Path, proxy_tls: ProxyTls) -> AsyncIterator[Env]:
-    env = Env(nursery, tmp_path, proxy_tls)
-    await env.start()
-    yield env
-    for client in env.clients:
-        await client.aclose()
-    await env.fake.aclose()
-
-
-async def three_on_inbox(
-    env: Env, caps: str = CAPS
-) -> tuple[RawClient, RawClient, RawClient, FakeConnection]:
-    """Sessions a, b and c of one user, INBOX (UIDs 1..4) selected by each on the
-    one shared connection (the upstream advertising ``caps``)."""
-    a = await env.client()
-    conn = await login(a, env.fake, caps=caps)
-    await a.send(b"s SELECT INBOX\r\n")
-    await answer_select(conn)
-    assert (await a.read_response(b"s"))[-1].startswith(b"s OK")
-    others = []
-    for first in (True, False):
-        client = await env.client()
-        await client.send(b"L LOGIN user pass\r\n")
-        assert (await client.read_line()).startswith(b"L OK")
-        await client.send(b"s SELECT INBOX\r\n")
-        if first:  # UIDNEXT asked again only after a change
-            await answer_status(conn)
-        reply = await client.read_response(b"s")
-        assert reply[-1].startswith(b"s OK"), reply
-        others.append(client)
-    b, c = others
-    return a, b, c, conn
-
-
-def waiting(shared: SharedConnection) -> int:
-    """Lanes' commands waiting for the turn: the leads and what merged or rides."""
-    leads = {id(turn): turn for turn in [*shared.merging.values(), *shared.waiting.values()]}
-    return sum(1 + len(turn.riders) for turn in leads.values())
-
-
-def sessions(env: Env) -> int:
-    assert env.running is not None
-    return len(env.running.proxy.sessions)
+    async with started(nursery, tmp_path, proxy_tls) as env:
+        yield env
 
 
 # -- n:* means "from n to the last message", whatever n ----------------------------------
@@ -95,7 +54,7 @@ async def test_a_merged_range_to_star_still_means_the_last_message(env: Env) -> 
     the turn; during the STATUS messages 3 and 4 are expunged. The merged command
     ``1,3:*`` gets UIDs 1 and 2 from the server: c's ``3:*`` (now ``2:3``) is UID 2."""
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
+        a, b, c, conn = await env.three_on_inbox()
         shared = env.shared()
         await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
         status = await hold(conn, b"STATUS")
@@ -138,7 +97,7 @@ async def test_uid_fetches_with_partial_are_not_merged(env: Env) -> None:
     """b asks for the first message of UIDs 1:2, c for the first of 3:4 (PARTIAL
     1:1): c's answer is UID 3, as it would be on a connection of its own."""
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env, CAPS + " PARTIAL")
+        a, b, c, conn = await env.three_on_inbox(CAPS + " PARTIAL")
         shared = env.shared()
         await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
         status = await hold(conn, b"STATUS")
@@ -164,7 +123,7 @@ async def test_a_merged_owner_hears_of_changed_flags_it_did_not_ask_for(env: Env
     result): b gets UID 3's change as an unsolicited FETCH, as a's session, which
     asked for nothing, does; c the same for UID 1."""
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
+        a, b, c, conn = await env.three_on_inbox()
         shared = env.shared()
         for client in (b, c):
             await client.send(b"f UID FETCH 1:4 (FLAGS)\r\n")
@@ -240,12 +199,8 @@ async def test_flags_changed_in_a_streamed_fetch_reach_the_other_sessions(env: E
 @pytest.fixture
 async def patient(nursery: trio.Nursery, tmp_path: Path, proxy_tls: ProxyTls) -> AsyncIterator[Env]:
     """A proxy that waits a minute for the server (``upstream_response``)."""
-    env = Env(nursery, tmp_path, proxy_tls)
-    await env.start(upstream_response=60)
-    yield env
-    for client in env.clients:
-        await client.aclose()
-    await env.fake.aclose()
+    async with started(nursery, tmp_path, proxy_tls, upstream_response=60) as env:
+        yield env
 
 
 async def test_a_cancelled_session_whose_connection_is_lost_ends_at_once(
@@ -257,19 +212,7 @@ async def test_a_cancelled_session_whose_connection_is_lost_ends_at_once(
     minute later."""
     env = patient
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
-        shared = env.shared()
-        await a.send(b"t STATUS INBOX (MESSAGES)\r\n")
-        await hold(conn, b"STATUS")
-        await b.send(b"f UID FETCH 1 (FLAGS)\r\n")
-        await until(lambda: len(shared.merging) == 1)
-        await c.send(b"g UID FETCH 3 (FLAGS)\r\n")
-        (lead,) = shared.merging.values()
-        await until(lambda: len(lead.riders) == 1)
-        assert env.running is not None
-        (session,) = [s for s in env.running.proxy.sessions if s.upstream is lead.lane]
-        session._cancel()
-        await trio.testing.wait_all_tasks_blocked(0.01)
+        a, c, conn, _status = await lead_cancelled(env)
         assert sessions(env) == 3  # b's waits to send its UID FETCH for c
         await conn.aclose()
         assert (await a.read_line()).startswith(b"* BYE")
@@ -334,7 +277,7 @@ async def test_flags_inside_another_item_are_not_taken_for_the_message_flags(
     env: Env, items: bytes
 ) -> None:
     with trio.fail_after(TEST_TIMEOUT):
-        a, b, c, conn = await three_on_inbox(env)
+        a, b, c, conn = await env.three_on_inbox()
         await b.send(b"f UID FETCH 2 (FLAGS)\r\n")
         tag, _name, _rest = await conn.read_command()
         await conn.send(b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n" + tag + b" OK\r\n")
