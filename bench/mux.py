@@ -45,7 +45,9 @@ they wait at the same time (docs/multiplex.md, "Sharing"): kinder to sharing tha
 traffic. With ``--distinct`` each client lists its own window of 50 UIDs, ``UID FETCH
 a:b (...)`` with a = 1 + (client * 7) mod 251 and b = a + 49 (300 messages; mod
 messages - 49 in general), and fetches flags with ``UID FETCH a:* (UID FLAGS)``: no two
-clients of a mailbox send the same command, so each goes upstream on its own. The
+clients of a mailbox send the same command, so none rides on another's; UID FETCHes
+of the same items that wait for the turn together are still merged into one over the
+union of their UID sets (docs/multiplex.md), each client given its own messages. The
 report says which ran ("commands: identical per mailbox" / "commands: distinct per
 client").
 
@@ -807,7 +809,8 @@ def commands_notes(plan: Plan, distinct: bool) -> list[str]:
         f" with a = 1 + (client * {STEP}) mod {span}, b = a + {LISTED - 1}; "
         f"UID FETCH flags: {flags_line(1).decode().replace('1:*', 'a:*', 1)}; "
         + (
-            "no two clients of a mailbox send the same command"
+            "no two clients of a mailbox send the same command (those waiting together are "
+            "merged: one UID FETCH over the union of their sets)"
             if not repeats
             else f"{repeats:,} clients repeat another client's window of their mailbox"
         )
@@ -977,7 +980,7 @@ def main() -> None:
         "--distinct",
         action="store_true",
         help="each client its own header window and flags fetch (no two clients of a "
-        "mailbox send the same command): no coalescing of identical commands",
+        "mailbox send the same command): nothing identical to coalesce, only merging",
     )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
