@@ -19,18 +19,21 @@ demo: venv dovecot
 # Debian's nginx with libnginx-mod-mail is installed; the benchmark never installs it),
 # then the rules engine's per-decision cost and relay throughput with the audit rule
 # on vs off, then the part cache over a slow link, then 1,000 clients of 10 users with
-# upstream connections shared vs not. bench-mux runs that last one alone, twice: every
-# client of a mailbox sending the same commands, then --distinct (each its own).
+# upstream connections shared vs not, then a slow reader of 10 MB on a shared
+# connection. bench-mux runs the last two alone: bench/mux.py twice (every client of a
+# mailbox sending the same commands, then --distinct, each its own), then mux_slow.py.
 bench: venv dovecot
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/mux.py
+	$(BIN)/python bench/mux_slow.py
 
 bench-mux: venv dovecot
 	$(BIN)/python bench/mux.py
 	$(BIN)/python bench/mux.py --distinct
+	$(BIN)/python bench/mux_slow.py
 
 coverage: venv dovecot redis
 	$(BIN)/coverage run -m pytest -q

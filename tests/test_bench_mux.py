@@ -1,5 +1,6 @@
 """bench/mux.py: how clients are spread over users and mailboxes, the windows of
-``--distinct``, and smoke runs of ``--quick`` and ``--quick --distinct``.
+``--distinct``, and smoke runs of ``--quick`` and ``--quick --distinct``; a smoke run
+of bench/mux_slow.py ``--quick``.
 
 The benchmark's figures are not checked (timings and connection counts are not
 asserts, nor are its targets); the smoke run only shows that it runs and prints its
@@ -176,3 +177,30 @@ def _check_table(out: str) -> None:
     # The shared one is measured, or said to be unavailable (while the limit is 1).
     refused = "shared: not available (config refused: " in out
     assert refused == ("users x mailboxes in use (12): not measured" in out)
+
+
+SLOW = BENCH.parent / "mux_slow.py"
+
+
+def test_slow_reader_quick_run_prints_the_table(dovecot) -> None:
+    """bench/mux_slow.py --quick: its exit status says every response was OK and the
+    slow reader got its 10 MB message whole; the figures are only printed."""
+    result = subprocess.run(
+        [sys.executable, str(SLOW), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    for line in (
+        "5 sessions of one user on one shared upstream connection",
+        "alone   slow reader     ratio",
+        "p50 latency (ms) ",
+        "p99 latency (ms) ",
+        "slowest command (ms) ",
+        "upstream connections of the user while the slow reader read: ",
+        "when the others were done (then the rest, whole)",
+        "a slow reader raises the others' p99 at most 2x: ",
+    ):
+        assert line in result.stdout, (line, result.stdout)
