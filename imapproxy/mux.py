@@ -90,7 +90,7 @@ from imapproxy.wire.search import SearchKey
 from imapproxy.wire.values import Mailbox
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable, Iterator
 
     from imapproxy.config import Multiplex, Timeouts, Upstream
     from imapproxy.pool import PoolKey
@@ -133,7 +133,7 @@ _RIDABLE = frozenset(
 )  # fmt: skip
 #: Commands whose FETCH responses are the command's results.
 _FETCHING = frozenset({"FETCH", "UID FETCH", "STORE", "UID STORE"})
-_NUMBER = re.compile(rb"\* (\d+) ")
+_NUMBER = re.compile(rb"\*[ \t]+(\d+)[ \t]+")  # spaces in runs too (QUIRKS F3)
 #: A FETCH item that sets \Seen (BODY[...], BINARY[...], RFC822, RFC822.TEXT).
 _SETS_SEEN = re.compile(rb"(?i)[( ](?:BODY|BINARY)\[|[( ]RFC822(?:\.TEXT)?[ )\r]")
 _FLAGS_ITEM = re.compile(rb"(?<=[( ])FLAGS \(([^()]*)\)", re.IGNORECASE)
@@ -608,20 +608,19 @@ class SharedConnection:
             self._wanted -= 1
 
     async def _acquire_unless_gone(self) -> bool:
-        """:meth:`_acquire`, given up when the connection is lost or after
-        ``upstream_response``; whether the turn was taken."""
+        """:meth:`_acquire`, given up when the connection is lost or logged out
+        (each command ahead is bounded by the watchdog); whether the turn was taken."""
         acquired = False
-        with trio.move_on_after(self.mux.timeouts.upstream_response):
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
 
-                async def give_up() -> None:
-                    await self.gone.wait()
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(give_up)
-                await self._acquire()
-                acquired = True
+            async def give_up() -> None:
+                await self.gone.wait()
                 nursery.cancel_scope.cancel()
+
+            nursery.start_soon(give_up)
+            await self._acquire()
+            acquired = True
+            nursery.cancel_scope.cancel()
         return acquired
 
     def _release(self) -> None:
@@ -998,11 +997,11 @@ class SharedConnection:
                 for owner in owners:
                     owner.deliver_part(part)
                 return
-            if not part.raw[match.end() :].upper().startswith(b"FETCH"):
+            if part.raw[match.end() : match.end() + 5].upper() != b"FETCH":
                 return
             uid = self.mailbox.uid_for(int(match.group(1))) if self.mailbox else None
             if uid is None:
-                uid = _uid_in(part.raw)
+                uid = _uid_in(part.raw, part.literal_spans)
             if uid is None:
                 return
             askers = self._askers(turn, uid)
@@ -1019,9 +1018,10 @@ class SharedConnection:
         streamed = self._streamed
         if streamed is not None:  # the FLAGS item may be in any part's text
             uid, askers, scan = streamed
-            text = scan.feed(part.raw)
-            if text is not None:
-                self._flags_seen(uid, text, turn, askers)
+            for piece in _text_of(part.raw, part.literal_spans):
+                text = scan.feed(piece)
+                if text is not None:
+                    self._flags_seen(uid, text, turn, askers)
         if part.literal is None:
             self._streaming = []
             self._streamed = None
@@ -1085,6 +1085,14 @@ class SharedConnection:
             with trio.CancelScope(shield=True):
                 await conn.aclose()
             raise UpstreamError("upstream not reading")
+
+    def unclaim(self, claim: SelectedMailbox | None) -> None:
+        """A SELECT that claimed the connection's mailbox will not be sent: the
+        claim is dropped (unless another took its place)."""
+        if claim is not None and self.mailbox is claim:
+            self.mailbox = None
+            self.select_data = []
+            self.flags.clear()
 
     async def submit_held(self, turn: _Turn, segments: list[_Segment]) -> None:
         """:meth:`submit`; the turn is released when the command cannot go."""
@@ -1550,8 +1558,14 @@ class Lane(InFlight):
             if group.opening.get(key) is opening and opening is not None:
                 del group.opening[key]
                 opening.set()
-            await target._acquire()
+            claim = target.mailbox
+            try:
+                await target._acquire()
+            except BaseException:
+                target.unclaim(claim)  # never sent: nobody may join it
+                raise
             if self.closed or target.closed:
+                target.unclaim(claim)
                 target._release()
                 raise UpstreamError("upstream connection lost")
             await target.submit_held(turn, segments)
@@ -2041,23 +2055,37 @@ def _renumbered_part(part: FramePart, number: int) -> FramePart:
     return FramePart(raw, skeleton, literal, True)
 
 
-_UID_ITEM = re.compile(rb"UID (\d+)", re.IGNORECASE)
+_UID_ITEM = re.compile(rb"(?<=[( ])UID (\d+)", re.IGNORECASE)
 
 
 def fetched_flags(response: Response) -> tuple[int, bytes] | None:
     """The UID and the flags (as ``(...)``, spaced once) of a FETCH response that
     has both."""
     flags = _flags_in(response.frame)
-    uid = _uid_in(response.frame.raw)
+    uid = _uid_in(response.frame.raw, response.frame.literals)
     return (uid, flags) if flags is not None and uid is not None else None
 
 
 def _flags_in(frame: Frame) -> bytes | None:
-    """The FLAGS item of a FETCH response, read from its text before any literal."""
-    head = frame.raw[: frame.literals[0].announce] if frame.literals else frame.raw
-    if _FLAGS_ITEM.search(head) is None:
+    """The FLAGS item of a FETCH response, wherever it is among its items."""
+    if _FLAGS_ITEM.search(frame.raw) is None:
         return None
-    return _FlagsScan().feed(head)
+    scan = _FlagsScan()
+    for text in _text_of(frame.raw, frame.literals):
+        found = scan.feed(text)
+        if found is not None:
+            return found
+    return None
+
+
+def _text_of(raw: bytes, literals: Iterable[LiteralSpan]) -> Iterator[bytes]:
+    """``raw`` without the data of its ``literals`` (message data is never read
+    for protocol items: a header is not a FLAGS item)."""
+    pos = 0
+    for literal in literals:
+        yield raw[pos : literal.start]
+        pos = literal.stop
+    yield raw[pos:]
 
 
 class _FlagsScan:
@@ -2105,6 +2133,10 @@ class _FlagsScan:
         return b"(" + b" ".join(found.group(1).split()) + b")"
 
 
-def _uid_in(raw: bytes) -> int | None:
-    match = _UID_ITEM.search(raw)
-    return int(match.group(1)) if match else None
+def _uid_in(raw: bytes, literals: Iterable[LiteralSpan] = ()) -> int | None:
+    """The UID item of a FETCH response's text (literal data left out)."""
+    for text in _text_of(raw, literals):
+        match = _UID_ITEM.search(text)
+        if match is not None:
+            return int(match.group(1))
+    return None

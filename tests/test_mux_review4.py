@@ -18,8 +18,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mux_harness import CAPS, Env, answer_select, answer_status, hold, started, until, waiting
 
-from imapproxy.mux import Lane, _fetch_spans, _FlagsScan, _one_list, _Spans, _union, _within
+from imapproxy.mux import (
+    Lane,
+    _fetch_spans,
+    _FlagsScan,
+    _one_list,
+    _Spans,
+    _uid_in,
+    _union,
+    _within,
+)
 from imapproxy.testing.proxy import ProxyTls
+from imapproxy.wire import Frame
+from imapproxy.wire.framing import LiteralSpan
 
 TEST_TIMEOUT = 20
 #: A literal this large is streamed, not framed whole (see tests/test_mux_review3.py).
@@ -85,13 +96,6 @@ def test_flags_scan_finds_the_top_level_item(parts: list[bytes], flags: bytes | 
 # -- the FLAGS item of a FETCH response, on a shared connection ------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: imapproxy/mux.py _flags_in reads the FLAGS item only from the text "
-    "before the first literal: a FETCH answered with BODY[HEADER.FIELDS (...)] {n} then "
-    "FLAGS (legal, item order is free) changes flags without the other sessions hearing "
-    "of it, and SharedConnection.flags stays stale",
-)
 async def test_flags_after_a_literal_in_a_whole_response_reach_the_others(env: Env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         a, b, conn = await env.two_on_inbox()
@@ -133,13 +137,6 @@ async def streamed_fetch(
     assert len(reply[0]) > STREAMED, reply[0][:200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: imapproxy/mux.py SharedConnection.upstream_part feeds part.raw to "
-    "_FlagsScan, and a streamed response's part.raw holds the data of the small literals "
-    "framed inline before the streamed one: a message header saying 'FLAGS (\\Deleted)' "
-    "is taken for the message's flags and sent to the other sessions",
-)
 async def test_a_header_in_a_streamed_fetch_is_not_taken_for_its_flags(env: Env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         a, b, conn = await env.two_on_inbox()
@@ -149,13 +146,6 @@ async def test_a_header_in_a_streamed_fetch_is_not_taken_for_its_flags(env: Env)
         assert await noop_news(a, conn) == [b"n OK\r\n"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: imapproxy/mux.py SharedConnection.upstream_part feeds the inline "
-    "literal data of part.raw to _FlagsScan: a quote or parenthesis in a message header "
-    "leaves the scan inside a string or a list, and the real FLAGS item after the "
-    "streamed literal is missed (the other sessions never hear of the change)",
-)
 @pytest.mark.parametrize("header", [b'Subject: "quoted\r\n\r\n', b"Subject: (aside\r\n\r\n"])
 async def test_a_header_in_a_streamed_fetch_does_not_hide_its_flags(
     env: Env, header: bytes
@@ -178,13 +168,6 @@ async def test_flags_after_a_streamed_literal_reach_the_others(env: Env) -> None
         assert await noop_news(a, conn) == [b"* 1 FETCH (FLAGS (\\Seen))\r\n", b"n OK\r\n"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: imapproxy/mux.py SharedConnection.upstream_part reads a streamed "
-    "FETCH's first part with _NUMBER (one SP) and startswith(b'FETCH'): '* 1  FETCH' "
-    "(SP runs, QUIRKS F3), which the parser and the whole-frame path accept, is dropped, "
-    "and the session that asked gets no data with its OK",
-)
 async def test_a_streamed_fetch_with_two_spaces_reaches_its_asker(env: Env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         _a, b, conn = await env.two_on_inbox()
@@ -259,14 +242,6 @@ async def play_server(conn: FakeConnection) -> None:
             await conn.send(tag + b" OK\r\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: imapproxy/mux.py Lane._select claims the connection "
-    "(target.mailbox = SelectedMailbox(name)) before waiting for the turn; a session "
-    "cancelled while it waits leaves the claim, and the next SELECT of that mailbox by "
-    "another session joins it: answered '* 0 EXISTS' from a mailbox never selected "
-    "upstream, its commands then run on whatever the server has selected",
-)
 async def test_a_select_cancelled_before_its_turn_leaves_no_mailbox_behind(env: Env) -> None:
     with trio.fail_after(TEST_TIMEOUT):
         a = await env.client()
@@ -555,3 +530,24 @@ async def test_two_pipelined_uid_fetches_of_one_session_both_get_their_messages(
         assert (name, rest) == (b"UID", b"FETCH 3 (FLAGS)"), rest
         await conn.send(b"* 3 FETCH (UID 3 FLAGS ())\r\n" + tag + b" OK\r\n")
         assert await c.read_response(b"h") == [b"* 3 FETCH (UID 3 FLAGS ())\r\n", b"h OK\r\n"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "uid"),
+    [
+        (b"* 1 FETCH (UID 7 FLAGS ())", 7),
+        (b"* 1 FETCH (X-GM-XUID 5 UID 7)", 7),  # another item ending in UID
+        (b"* 1 FETCH (XUID 5)", None),
+        (b"* 1 FETCH (FLAGS () uid 9)", 9),
+    ],
+)
+def test_the_uid_item_is_a_whole_item(raw: bytes, uid: int | None) -> None:
+    assert _uid_in(raw) == uid
+
+
+def test_the_uid_item_is_never_read_from_literal_data() -> None:
+    """A header that reads "UID 5" is message data, not the UID item after it."""
+    raw = b"* 1 FETCH (BODY[HEADER] {12}\r\nX: a UID 5\r\n UID 7)"
+    start = raw.index(b"\r\n") + 2
+    frame = Frame(raw, (LiteralSpan(raw.index(b"{"), start, 12),))
+    assert _uid_in(frame.raw, frame.literals) == 7

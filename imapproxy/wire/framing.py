@@ -315,6 +315,12 @@ class FramePart:
         literal = frame.literals[-1] if self.literal is not None else None
         return FramePart(raw, frame, literal, self.first)
 
+    @property
+    def literal_spans(self) -> tuple[LiteralSpan, ...]:
+        """The literals announced in this part, in the part's own offsets (the data
+        of the last, when streamed, is not in :attr:`raw`)."""
+        return self._own_spans()
+
     def _own_spans(self) -> tuple[LiteralSpan, ...]:
         """The literal spans inside this part, in the part's own offsets."""
         base = len(self.frame.raw) - len(self.raw)
