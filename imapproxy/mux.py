@@ -332,6 +332,8 @@ class _Turn:
     upstream: Request | None = None
     name: str = ""
     silent: bool = False  # a STORE whose FETCH results the client did not ask for
+    #: A silent STORE's mode and flags (lowercase): what its storer expects.
+    store: tuple[str, frozenset[bytes]] | None = None
     searched: bool = False  # a SEARCH translated to UID SEARCH: results numbered back
     #: Identical commands of other lanes answered by this one (see Lane._send).
     riders: list[tuple[Lane, Request]] = field(default_factory=list)
@@ -348,6 +350,10 @@ class _Turn:
     #: merged into it (see :class:`_Merge`): which messages each lane asked for
     #: (SharedConnection._askers).
     merge: _Merge | None = None
+    #: The UID set of a UID FETCH or UID STORE as sent (None: not known, every
+    #: FETCH response during it is a result): a response about another message
+    #: is news (another connection's change), for every session.
+    spans: _Spans | None = None
 
     def owners(self) -> list[Lane]:
         """The lanes whose command this is: its own and its riders'."""
@@ -372,6 +378,9 @@ _MERGED_RANGES = 64
 _PEEKED = re.compile(rb"(?:BODY|BINARY)\.PEEK\[([^\]]*)\]", re.IGNORECASE)
 #: Sections whose data is a header's, small whatever the message's size.
 _SMALL_SECTION = re.compile(rb"(?:[0-9]+\.)*(?:HEADER(?:\.FIELDS(?:\.NOT)? .*)?|MIME)", re.I | re.S)
+#: The UID set of a UID FETCH or UID STORE as sent.
+_UID_SET = re.compile(rb"\S+ UID (?:FETCH|STORE) ([0-9:*,$]+) ", re.IGNORECASE)
+_LARGEST_UID = 4294967295
 _UID_FETCH = re.compile(rb"(\S+) UID FETCH ([0-9:*,]+) (.+)\r\n", re.IGNORECASE | re.DOTALL)
 
 
@@ -408,20 +417,48 @@ def _fetch_spans(raw: bytes, largest: int) -> tuple[bytes, bytes, _Spans] | None
         return None
     if any(not _SMALL_SECTION.fullmatch(section) for section in _PEEKED.findall(raw)):
         return None  # bodies: a small fetch merged into a big one would wait for it all
+    spans = _uid_spans(match.group(2))
+    if spans is None or any(high is None and low > largest for low, high in spans):
+        return None
+    return match.group(1), match.group(3), spans
+
+
+def _uid_spans(text: bytes) -> _Spans | None:
+    """A UID set as spans: ``n:*`` (or ``*:n``) as ``(n, None)``, ``*`` alone as the
+    largest UID there can be and up (the last message, see :func:`_within`)."""
     try:
-        uids = SequenceSet.parse(match.group(2))
+        uids = SequenceSet.parse(text)
     except ValueError:
+        return None
+    if uids.saved:
         return None
     spans: _Spans = []
     for first, last in uids.ranges:
-        if first is None or last is None:  # n:* (or *:n): the messages from n on
+        if first is None or last is None:
             low = last if first is None else first
-            if low is None or low > largest:
-                return None
-            spans.append((low, None))
+            spans.append((_LARGEST_UID if low is None else low, None))
         else:
             spans.append((min(first, last), max(first, last)))
-    return match.group(1), match.group(3), _union([], spans)
+    return _union([], spans)
+
+
+def _changed_elsewhere(
+    before: bytes | None, after: bytes, store: tuple[str, frozenset[bytes]]
+) -> bool:
+    """Whether a message's flags ``after`` a silent STORE are not what the STORE
+    alone makes of ``before`` (None: not known, so maybe)."""
+    if before is None:
+        return True
+    mode, flags = store
+    old = {flag.lower() for flag in before[1:-1].split()}
+    new = {flag.lower() for flag in after[1:-1].split()}
+    if mode == "+":
+        expected = old | flags
+    elif mode == "-":
+        expected = old - flags
+    else:
+        expected = set(flags) | (old & {b"\\recent"})
+    return new != expected
 
 
 def _one_list(items: bytes) -> bool:
@@ -719,31 +756,42 @@ class SharedConnection:
         if not mailbox.complete:
             known = [uid for uid in mailbox.uids if uid]
             last = known[-1] if known else 0
+            learned = False
             request = await self.own(
-                "UID SEARCH", SearchArgs(SearchKey("UID", (SequenceSet(((last + 1, None),)),)))
+                "UID SEARCH",
+                SearchArgs(SearchKey("UID", (SequenceSet(((last + 1, None),)),))),
+                collect_fetch=True,
             )
-            found: list[int] = []
-            for response in request.untagged:
+            for response in request.untagged:  # in the order the server said them
                 data = _data(response)
-                if isinstance(data, SearchData):
-                    found.extend(uid for uid in data.numbers if uid > last)
-            found.sort()
-            slots = mailbox.uids.count(0)
-            if slots == len(found) and all(uid == 0 for uid in mailbox.uids[-slots:]):
-                mailbox.uids[len(mailbox.uids) - slots :] = found
-            else:  # numbering moved meanwhile: ask for all of it
-                request = await self.own("UID SEARCH", SearchArgs(SearchKey("ALL")))
-                uids: list[int] = []
-                for response in request.untagged:
-                    data = _data(response)
-                    if isinstance(data, SearchData):
-                        uids.extend(data.numbers)
-                mailbox.learn_uids(uids)
+                if not isinstance(data, SearchData):
+                    self._untagged(response)
+                    continue
+                found = sorted(uid for uid in data.numbers if uid > last)
+                uids = mailbox.uids or []
+                slots = uids.count(0)
+                if slots == len(found) and all(uid == 0 for uid in uids[len(uids) - slots :]):
+                    uids[len(uids) - slots :] = found
+                    learned = True
+            if not learned and mailbox.uids is not None and 0 in mailbox.uids:
+                await self._learn_all()  # numbering moved meanwhile: ask for all of it
         if mailbox.uids and mailbox.uidnext is not None and mailbox.uids[-1] >= mailbox.uidnext:
             mailbox.uidnext = mailbox.uids[-1] + 1
         # Show the new messages to every lane on the mailbox.
         for lane in self.on_mailbox:
             lane.grow(mailbox.uids or [])
+
+    async def _learn_all(self) -> None:
+        """The whole sequence-to-UID map from the server (UID SEARCH ALL, the turn
+        held). An EXPUNGE or EXISTS that comes with the answer is applied in its
+        place: before the result it is already in it, after the result it is not."""
+        request = await self.own("UID SEARCH", SearchArgs(SearchKey("ALL")), collect_fetch=True)
+        for response in request.untagged:
+            data = _data(response)
+            if isinstance(data, SearchData) and self.mailbox is not None:
+                self.mailbox.learn_uids(list(data.numbers))
+            else:
+                self._untagged(response)
 
     async def refresh(self) -> int | None:
         """For a session joining (the turn held): the first unseen message's
@@ -789,13 +837,7 @@ class SharedConnection:
             if response is not None and response.name == "OK":
                 assert self.mailbox is not None
                 self.mailbox.apply(response)
-                result = await self.own("UID SEARCH", SearchArgs(SearchKey("ALL")))
-                uids: list[int] = []
-                for untagged in result.untagged:
-                    data = _data(untagged)
-                    if isinstance(data, SearchData):
-                        uids.extend(data.numbers)
-                self.mailbox.learn_uids(uids)
+                await self._learn_all()
                 self._grew = False
                 lane.attach(self, list(self.mailbox.uids or []))
             else:
@@ -943,8 +985,16 @@ class SharedConnection:
             for owner in askers:
                 owner.deliver_fetch(response, uid)
         text = _flags_in(frame)
-        if text is not None:
-            self._flags_seen(uid, text, turn, askers)
+        if text is None:
+            return
+        store = turn.store if turn is not None else None
+        if askers and store is not None and _changed_elsewhere(self.flags.get(uid), text, store):
+            # A silent STORE's own result says nothing new to its storer, but a
+            # change another client made to the message is news to it as well
+            # (RFC 9051 section 6.4.6).
+            for owner in askers:
+                owner.deliver_flags(uid, text)
+        self._flags_seen(uid, text, turn, askers)
 
     def _askers(self, turn: _Turn | None, uid: int) -> list[Lane]:
         """The lanes whose command asked for the message with ``uid`` (a FETCH
@@ -953,12 +1003,13 @@ class SharedConnection:
         if turn is None or turn.name not in _FETCHING:
             return []
         merge = turn.merge
-        if merge is None:
+        own = merge.lead if merge is not None else turn.spans
+        if own is None:
             return turn.owners()
         uids = self.mailbox.uids if self.mailbox is not None else None
         last = uids[-1] if uids else 0
-        wanted, lead = merge.wanted, merge.lead
-        return [owner for owner in turn.owners() if _within(wanted.get(owner, lead), uid, last)]
+        wanted = merge.wanted if merge is not None else {}
+        return [owner for owner in turn.owners() if _within(wanted.get(owner, own), uid, last)]
 
     def _flags_seen(self, uid: int, text: bytes, turn: _Turn | None, askers: list[Lane]) -> None:
         """The server reported ``uid``'s flags: a change goes to every session on
@@ -1303,6 +1354,7 @@ class Lane(InFlight):
             return name, args
         if isinstance(args, StoreArgs) and args.silent:
             turn.silent = True
+            turn.store = (args.mode, frozenset(flag.lower() for flag in args.flags))
             args = replace(args, silent=False)
         if base in _UNTRANSLATED and not uid:
             if not self.synced:
@@ -1423,6 +1475,9 @@ class Lane(InFlight):
                     else:
                         lead.riders.append((self, request))
                     return
+            if turn.name in ("UID FETCH", "UID STORE") and len(segments) == 1:
+                found = _UID_SET.match(segments[0].data())
+                turn.spans = _uid_spans(found.group(1)) if found is not None else None
             merging = self._merging(turn, segments)
             if merging is False:
                 return  # merged into a waiting UID FETCH of the same items
@@ -2058,12 +2113,9 @@ def _renumbered_part(part: FramePart, number: int) -> FramePart:
 _UID_ITEM = re.compile(rb"(?<=[( ])UID (\d+)", re.IGNORECASE)
 
 
-def fetched_flags(response: Response) -> tuple[int, bytes] | None:
-    """The UID and the flags (as ``(...)``, spaced once) of a FETCH response that
-    has both."""
-    flags = _flags_in(response.frame)
-    uid = _uid_in(response.frame.raw, response.frame.literals)
-    return (uid, flags) if flags is not None and uid is not None else None
+def flags_of(response: Response) -> bytes | None:
+    """The FLAGS item of a FETCH response (as ``(...)``, spaced once), if it has one."""
+    return _flags_in(response.frame)
 
 
 def _flags_in(frame: Frame) -> bytes | None:

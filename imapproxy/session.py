@@ -56,7 +56,7 @@ from imapproxy import __version__
 from imapproxy.audit import CommandAudit, describe_args, mailbox_text
 from imapproxy.logs import bind_context, bound_context, bound_logger, enabled_for, get_logger
 from imapproxy.mailbox import SelectedMailbox
-from imapproxy.mux import Lane, NotShared, fetched_flags
+from imapproxy.mux import Lane, NotShared, flags_of
 from imapproxy.naming import RENAMED_RESPONSES, Names, Untranslatable
 from imapproxy.pool import Pooled, PoolKey
 from imapproxy.router import normalise_user
@@ -1619,9 +1619,13 @@ class ClientSession:
                 raise UpstreamError("UID FETCH on the dedicated connection failed")
             now = {}
             for response in untagged:
-                again.apply(response)
-                if response.name == "FETCH" and (found := fetched_flags(response)):
-                    now[found[0]] = found[1]
+                again.apply(response)  # a FETCH with its UID teaches the map
+                text = flags_of(response) if response.name == "FETCH" else None
+                # An update for another connection's change comes without a UID
+                # (Dovecot): the map says which message it is.
+                uid = again.uid_for(response.number or 0) if text is not None else None
+                if uid is not None and text is not None:
+                    now[uid] = text
             for seq, uid in enumerate(view, 1):
                 text = now.get(uid)
                 if text is not None and shown.get(uid) != text:

@@ -551,3 +551,52 @@ def test_the_uid_item_is_never_read_from_literal_data() -> None:
     start = raw.index(b"\r\n") + 2
     frame = Frame(raw, (LiteralSpan(raw.index(b"{"), start, 12),))
     assert _uid_in(frame.raw, frame.literals) == 7
+
+
+# -- a silent STORE and changes made elsewhere (found by tests/test_proxy_mux_stress.py) --
+
+
+@pytest.mark.parametrize(
+    ("answer", "told"),
+    [
+        (b"* 1 FETCH (UID 1 FLAGS ($b))\r\n", False),  # only b's own change: silence
+        (b"* 1 FETCH (UID 1 FLAGS ($b $x))\r\n", True),  # $x came from elsewhere
+    ],
+)
+async def test_a_silent_store_is_told_of_a_change_made_elsewhere(
+    env: Env, answer: bytes, told: bool
+) -> None:
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, _c, conn = await env.three_on_inbox()
+        await flags_known(b, conn, 1)
+        await b.send(b"s STORE 1 +FLAGS.SILENT ($b)\r\n")
+        tag, name, rest = await conn.read_command()
+        assert (name, rest) == (b"UID", b"STORE 1 +FLAGS ($b)"), (name, rest)
+        await conn.send(answer + tag + b" OK\r\n")
+        reply = await b.read_response(b"s")
+        expected = [b"* 1 FETCH (FLAGS ($b $x))\r\n"] if told else []
+        assert reply == [*expected, b"s OK\r\n"], reply
+        # a hears of the change either way.
+        line = await a.read_line()
+        assert line.startswith(b"* 1 FETCH (FLAGS ($b"), line
+
+
+async def test_another_messages_change_during_a_silent_store_reaches_the_storer(
+    env: Env,
+) -> None:
+    """During b's silent STORE of message 1 the server reports another
+    connection's change to message 2 (no UID, as Dovecot does): news for b too."""
+    with trio.fail_after(TEST_TIMEOUT):
+        a, b, _c, conn = await env.three_on_inbox()
+        await flags_known(b, conn, 1)
+        await flags_known(b, conn, 2)
+        await b.send(b"s STORE 1 +FLAGS.SILENT ($b)\r\n")
+        tag = await hold(conn, b"UID")
+        await conn.send(
+            b"* 1 FETCH (UID 1 FLAGS ($b))\r\n* 2 FETCH (FLAGS ($x))\r\n" + tag + b" OK\r\n"
+        )
+        reply = await b.read_response(b"s")
+        assert b"* 2 FETCH (FLAGS ($x))\r\n" in reply, reply
+        assert not any(line.startswith(b"* 1 FETCH") for line in reply), reply
+        assert await a.read_line() == b"* 1 FETCH (FLAGS ($b))\r\n"
+        assert await a.read_line() == b"* 2 FETCH (FLAGS ($x))\r\n"
