@@ -17,9 +17,10 @@ session's model must be Dovecot's mailbox, read on a direct connection: the same
 UIDs in the same order, the same flags.
 
 The seed is in every failure message; a failing seed is replayed by putting it in
-:data:`SEEDS`. The interleaving of the sessions is up to the scheduler and the
-network, so a seed fixes what each session does, not when: a defect that needs a
-race is caught by running many rounds.
+:data:`SEEDS` (``STRESS_LINES=400`` shows more of the failing session's transcript).
+The interleaving of the sessions is up to the scheduler and the network, so a seed
+fixes what each session does, not when: a defect that needs a race is caught by
+running many rounds.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ SEEDS = [
     pytest.param(1, 0, 1, id="seed1"),
     pytest.param(2, 0, 1, id="seed2"),
     pytest.param(3, 0, 1, id="seed3"),
-    # With moves: a silent STORE once lost other messages' changes, and a move lost
-    # the changes Dovecot reported without a UID (both fixed).
+    # With moves, 30 rounds: what this found (fixed) needed races -- a silent STORE
+    # swallowing other connections' changes, a move losing changes Dovecot reported
+    # without a UID, the shared UID map rebuilt without the EXPUNGEs that came after
+    # the UID SEARCH's result.
     pytest.param(100, SESSIONS, 30, id="seed100-moves"),
 ]
 
