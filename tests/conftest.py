@@ -238,3 +238,42 @@ async def proxy(
     running = await start_proxy(nursery, tmp_path, proxy_tls, [dovecot_upstream(dovecot)])
     yield running
     running.proxy.shutdown()
+
+
+#: Concurrent sharing on (docs/multiplex.md): up to 100 sessions a connection (well
+#: above the busiest test's 50), three connections a user (one per mailbox).
+MUX_SHARING: dict[str, object] = {
+    "enabled": True,
+    "max_sessions_per_connection": 100,
+    "max_connections_per_user": 3,
+}
+
+
+@pytest.fixture
+def mux_user(dovecot: DovecotServer) -> Iterator[User]:
+    """A fresh user with an empty INBOX (sharing tests build their own mailboxes)."""
+    user = dovecot.add_user(with_corpus=False)
+    try:
+        yield user
+    finally:
+        dovecot.remove_user(user)
+
+
+@pytest.fixture
+async def mux_proxy(
+    dovecot: DovecotServer, proxy_tls: ProxyTls, tmp_path: Path
+) -> AsyncIterator[RunningProxy]:
+    """imapproxy in front of the session's Dovecot sharing upstream connections
+    (:data:`MUX_SHARING`); stopped after the test once its upstream connections
+    are logged out (within a minute)."""
+    async with trio.open_nursery() as nursery:
+        running = await start_proxy(
+            nursery,
+            tmp_path / "proxy",
+            proxy_tls,
+            [dovecot_upstream(dovecot)],
+            multiplex=MUX_SHARING,
+        )
+        yield running
+        running.proxy.shutdown()
+        nursery.cancel_scope.deadline = trio.current_time() + 60

@@ -2,13 +2,14 @@
 client sessions of one user on one upstream connection, against Dovecot.
 
 Every test drives real clients through a proxy with ``[multiplex]`` sharing turned
-on (:data:`MULTIPLEX`): IMAPClient in worker threads where a client library's view
-is the point, :class:`~imap_raw.RawImap` where the exact untagged responses a
-session receives, or what it does *not* read, are. Each test gets a user of its own
-whose mailboxes it builds itself, with a known Message-ID per UID
-(``<BOX.UID@mux.test>``), so that every FETCH can be checked against the message it
-must return. What Dovecot itself holds is read back on a direct connection, and how
-many connections the proxy really opened is counted with ``doveadm who``.
+on (the ``mux_proxy`` fixture of tests/conftest.py): IMAPClient in worker threads
+where a client library's view is the point, :class:`~imap_raw.RawImap` where the
+exact untagged responses a session receives, or what it does *not* read, are. Each
+test gets a user of its own whose mailboxes it builds itself, with a known
+Message-ID per UID (``<BOX.UID@mux.test>``), so that every FETCH can be checked
+against the message it must return. What Dovecot itself holds is read back on a
+direct connection, and how many connections the proxy really opened is counted
+with ``doveadm who``.
 """
 
 from __future__ import annotations
@@ -19,28 +20,19 @@ import random
 import re
 import socket
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from conftest import RunningProxy, dovecot_commands, start_proxy
+from conftest import RunningProxy, dovecot_commands
 from imap_endpoints import Endpoint, quote
 from imap_raw import RawImap, caps_of, plain, tagged_status
 from imapclient import IMAPClient
 
 from imapproxy.testing import DovecotServer, User
-from imapproxy.testing.proxy import ProxyTls, dovecot_upstream
-
-#: Client sessions one upstream connection may serve (anything well above the 50
-#: sessions of the busiest test).
-SHARING = 100
-
-#: Sharing on; three shared connections per user (one per mailbox of the busiest test).
-MULTIPLEX = {"enabled": True, "max_sessions_per_connection": SHARING, "max_connections_per_user": 3}
 
 #: Every I/O test ends within this many seconds.
 TEST_TIMEOUT = 60
@@ -51,32 +43,6 @@ WHO_ATTEMPTS = 200
 
 
 # -- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mux_user(dovecot: DovecotServer) -> Iterator[User]:
-    """A fresh user with an empty INBOX (tests build their mailboxes with :func:`fill`)."""
-    user = dovecot.add_user(with_corpus=False)
-    try:
-        yield user
-    finally:
-        dovecot.remove_user(user)
-
-
-@pytest.fixture
-async def mux_proxy(
-    dovecot: DovecotServer, proxy_tls: ProxyTls, tmp_path: Path
-) -> AsyncIterator[RunningProxy]:
-    """imapproxy in front of the session's Dovecot, sharing upstream connections;
-    stopped after the test once its upstream connections are logged out."""
-    upstreams = [dovecot_upstream(dovecot)]
-    async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery, tmp_path / "proxy", proxy_tls, upstreams, multiplex=MULTIPLEX
-        )
-        yield running
-        running.proxy.shutdown()
-        nursery.cancel_scope.deadline = trio.current_time() + TEST_TIMEOUT
 
 
 class Clients:

@@ -28,19 +28,16 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import trio
-from conftest import RunningProxy, dovecot_commands, start_proxy
+from conftest import RunningProxy, dovecot_commands
 from imap_endpoints import Endpoint, quote
 from imap_raw import RawImap, tagged_status
-from test_proxy_mux import MULTIPLEX, fetches, fill, message, message_id, without_recent
+from test_proxy_mux import fetches, fill, message, message_id, without_recent
 
 from imapproxy.testing import DovecotServer, User
-from imapproxy.testing.proxy import ProxyTls, dovecot_upstream
 
 #: The whole test ends within this many seconds.
 TEST_TIMEOUT = 50
@@ -79,32 +76,6 @@ _SEARCH = re.compile(rb"\* SEARCH((?: \d+)*)\s*\r\n")
 BY_NUMBER = "by number"
 BY_UID = "by uid"
 OTHER = "other"
-
-
-@pytest.fixture
-def stress_user(dovecot: DovecotServer) -> Iterator[User]:
-    user = dovecot.add_user(with_corpus=False)
-    try:
-        yield user
-    finally:
-        dovecot.remove_user(user)
-
-
-@pytest.fixture
-async def sharing_proxy(
-    dovecot: DovecotServer, proxy_tls: ProxyTls, tmp_path: Path
-) -> AsyncIterator[RunningProxy]:
-    async with trio.open_nursery() as nursery:
-        running = await start_proxy(
-            nursery,
-            tmp_path / "proxy",
-            proxy_tls,
-            [dovecot_upstream(dovecot)],
-            multiplex=MULTIPLEX,
-        )
-        yield running
-        running.proxy.shutdown()
-        nursery.cancel_scope.deadline = trio.current_time() + TEST_TIMEOUT
 
 
 # -- what is true, and what one session believes ---------------------------------------
@@ -614,17 +585,17 @@ async def test_sessions_sharing_a_mailbox_each_see_a_true_view_under_random_load
     movers: int,
     rounds: int,
     dovecot: DovecotServer,
-    stress_user: User,
-    sharing_proxy: RunningProxy,
+    mux_user: User,
+    mux_proxy: RunningProxy,
 ) -> None:
     """Seeded random commands of several sessions at once; every session's model
     (from what it received) is checked at every response and equals Dovecot's
     mailbox at the end (see the module docstring). ``movers`` of the sessions may
     move to connections of their own; later rounds have users of their own."""
-    await run_round(dovecot, sharing_proxy, stress_user, seed, movers)
+    await run_round(dovecot, mux_proxy, mux_user, seed, movers)
     for round_ in range(1, rounds):
         user = dovecot.add_user(with_corpus=False)
         try:
-            await run_round(dovecot, sharing_proxy, user, seed * 1000 + round_, movers)
+            await run_round(dovecot, mux_proxy, user, seed * 1000 + round_, movers)
         finally:
             dovecot.remove_user(user)
