@@ -9,33 +9,18 @@ script fails when a second fetch brings another amount of message data than the 
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from bench_loader import load_bench
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "cache.py"
 
 
-def _load():
-    # bench/cache.py imports bench/relay.py as ``relay``, as when it runs as a script.
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_cache", BENCH)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH.parent))
-
-
-bench = _load()
+bench = load_bench("cache")
 
 RATE = 1000.0  # octets per second: easy arithmetic
 DELAY = 0.5

@@ -12,33 +12,17 @@ from the same mailbox. The shared side runs only when the configuration check ac
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from bench_loader import load_bench
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "mux.py"
 
 
-def _load():
-    # bench/mux.py imports bench/cache.py and bench/relay.py as ``cache`` and ``relay``,
-    # as when it runs as a script.
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_mux", BENCH)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH.parent))
-
-
-bench = _load()
+bench = load_bench("mux")
 
 
 # -- the spread of clients --------------------------------------------------------------

@@ -6,21 +6,16 @@ shows that every setup can be measured and the tables printed.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from bench_loader import load_bench
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "relay.py"
 
-_spec = importlib.util.spec_from_file_location("bench_relay", BENCH)
-assert _spec is not None
-assert _spec.loader is not None
-relay = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = relay  # dataclasses look their module up while it loads
-_spec.loader.exec_module(relay)
+relay = load_bench("relay")
 
 
 # -- percentile ---------------------------------------------------------------------------

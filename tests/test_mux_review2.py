@@ -121,20 +121,10 @@ async def test_go_dedicated_keeps_examine_and_carries_the_numbering(env: Env) ->
         await answer_status(conn)
         reply = await b.read_response(b"s")
         assert reply[-1].startswith(b"s OK [READ-ONLY]"), reply
-        await a.send(b"n NOOP\r\n")
-        tag = await hold(conn, b"NOOP")
-        await conn.send(b"* 2 EXPUNGE\r\n" + tag + b" OK done\r\n")
-        assert b"* 2 EXPUNGE\r\n" in await a.read_response(b"n")
+        await expunge_of_2_shown_to(a, conn)
         # b sends a command that needs a connection of its own.
         await b.send(b"u UID FETCH 1 (MODSEQ)\r\n")
-        own = await dedicated_login(env.fake)
-        tag, name, rest = await own.read_command()
-        assert (name, rest) == (b"EXAMINE", b"INBOX"), (name, rest)
-        await own.send(b"* 3 EXISTS\r\n" + tag + b" OK [READ-ONLY] done\r\n")
-        tag, name, rest = await own.read_command()
-        assert (name, rest) == (b"UID", b"SEARCH ALL"), (name, rest)
-        await own.send(b"* SEARCH 1 3 4\r\n" + tag + b" OK done\r\n")
-        await answer_flags(own, (1, 3, 4))
+        own = await to_dedicated(env.fake, b"EXAMINE", uids=(1, 3, 4))
         tag, name, rest = await own.read_command()
         assert (name, rest) == (b"UID", b"FETCH 1 (MODSEQ)"), (name, rest)
         await own.send(b"* 1 FETCH (UID 1 MODSEQ (5))\r\n" + tag + b" OK done\r\n")
@@ -188,6 +178,14 @@ async def test_select_condstore_of_another_mailbox_does_not_need_the_old_one(
         )
         reply = await b.read_response(b"s")
         assert reply[-1].startswith(b"s OK"), reply
+
+
+async def expunge_of_2_shown_to(a: RawClient, conn: FakeConnection) -> None:
+    """a's NOOP brings the expunge of message 2 (the other sessions are not shown it)."""
+    await a.send(b"n NOOP\r\n")
+    tag = await hold(conn, b"NOOP")
+    await conn.send(b"* 2 EXPUNGE\r\n" + tag + b" OK done\r\n")
+    assert b"* 2 EXPUNGE\r\n" in await a.read_response(b"n")
 
 
 async def to_dedicated(
@@ -312,19 +310,9 @@ async def test_a_fetch_by_number_that_moves_waits_for_the_expunges_to_be_shown(
     the numbering is the new connection's."""
     with trio.fail_after(TEST_TIMEOUT):
         a, b, conn = await env.two_on_inbox()
-        await a.send(b"n NOOP\r\n")
-        tag = await hold(conn, b"NOOP")
-        await conn.send(b"* 2 EXPUNGE\r\n" + tag + b" OK done\r\n")
-        assert b"* 2 EXPUNGE\r\n" in await a.read_response(b"n")
+        await expunge_of_2_shown_to(a, conn)
         await b.send(b"f FETCH 3 (MODSEQ)\r\n")
-        own = await dedicated_login(env.fake)
-        tag, name, rest = await own.read_command()
-        assert (name, rest) == (b"SELECT", b"INBOX"), (name, rest)
-        await own.send(b"* 3 EXISTS\r\n" + tag + b" OK done\r\n")
-        tag, name, rest = await own.read_command()
-        assert (name, rest) == (b"UID", b"SEARCH ALL"), (name, rest)
-        await own.send(b"* SEARCH 1 3 4\r\n" + tag + b" OK\r\n")
-        await answer_flags(own, (1, 3, 4))
+        own = await to_dedicated(env.fake, uids=(1, 3, 4))
         reply = await b.read_response(b"f")
         assert reply == [*flag_lines((1, 3, 4)), reply[-1]], reply
         assert reply[-1].startswith(b"f NO [EXPUNGEISSUED]"), reply
